@@ -1,0 +1,1 @@
+"""orsalib.analysis"""

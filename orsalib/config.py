@@ -1,0 +1,332 @@
+"""Run configuration: dataclasses with the paper's defaults, validation, profiles, JSON/YAML load/save.
+
+Profiles:
+- ``smoke``: seconds per notebook; used by the test suite (tiny SynthFER, 1-2 epochs, tiny model).
+- ``cpu``: the default of ``make reproduce``; meaningful results on 2 CPU cores, whole suite in well under 30 min.
+- ``paper``: the paper's recipe (as released) for a GPU and the real datasets.
+
+Defaults of the dataclasses equal the paper/release settings; profiles override what they must.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
+DATASETS: tuple[str, ...] = (
+    "synthfer", "rafdb", "affectnet7", "affectnet8", "occlufer", "fer2013", "ferplus", "imagefolder",
+)
+PRIOR_SOURCES: tuple[str, ...] = ("oracle", "mobilefacenet", "segface", "landmark-parsing", "none")
+PRIOR_MODES: tuple[str, ...] = ("cached", "released")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+SCHEDULERS: tuple[str, ...] = ("exponential", "cosine", "step", "none")
+DARE_FORMS: tuple[str, ...] = ("released", "paper")
+AMP_MODES: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of its allowed range; the message says what is allowed."""
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok:
+        rel = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name}={value!r} is not allowed; it must be a number {rel}")
+
+
+def _fraction(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value!r} is not allowed; it must be a fraction in [0, 1]")
+
+
+@dataclass
+class DataConfig:
+    """Which data, at which size."""
+
+    dataset: str = "synthfer"  # one of DATASETS
+    data_root: str = ""  # "" = the embedded default (SynthFER is generated under outputs/cache/synthfer)
+    image_size: int = 224  # model input side (paper: 224)
+    num_classes: int = 7  # 7 basic expressions; 8 adds contempt (AffectNet-8, Occlu-FER)
+    train_per_class: int = 400  # SynthFER only: training images per class
+    val_per_class: int = 100  # SynthFER only: validation images per class (clean and occluded splits each)
+    synth_size: int = 112  # SynthFER only: side of the generated images
+    occlusion_prob: float = 0.5  # SynthFER only: fraction of training faces with an occluder
+    balanced_sampler: bool = True  # release: imbalanced-dataset sampler on every dataset
+    num_workers: int = 0  # DataLoader workers (0 = in process)
+    on_bad: str = "raise"  # "raise" or "skip" unreadable/invalid files
+    hflip: bool = True  # release augmentation: horizontal flip
+    random_erasing: float = 0.5  # release: RandomErasing(p=0.5, scale=(0.02, 0.1))
+    label_map: dict = field(default_factory=dict)  # imagefolder only: folder name -> canonical emotion
+
+    def validate(self) -> None:
+        _choice("data.dataset", self.dataset, DATASETS)
+        _positive("data.image_size", self.image_size)
+        if self.num_classes not in (7, 8):
+            raise ConfigError(f"data.num_classes={self.num_classes!r} is not allowed; choose 7 or 8")
+        _positive("data.train_per_class", self.train_per_class)
+        _positive("data.val_per_class", self.val_per_class)
+        _positive("data.synth_size", self.synth_size)
+        _fraction("data.occlusion_prob", self.occlusion_prob)
+        _positive("data.num_workers", self.num_workers, allow_zero=True)
+        _choice("data.on_bad", self.on_bad, ("raise", "skip"))
+        _fraction("data.random_erasing", self.random_erasing)
+        if self.dataset != "synthfer" and not self.data_root:
+            raise ConfigError(
+                f"data.dataset={self.dataset!r} needs data.data_root (the folder holding it); "
+                "see data/README.md for the accepted layouts"
+            )
+        if self.data_root and not Path(self.data_root).expanduser().exists():
+            raise ConfigError(f"data.data_root={self.data_root!r} does not exist; expected a dataset folder")
+
+
+@dataclass
+class PriorConfig:
+    """Where the landmark (sparse) and parsing (dense) priors come from."""
+
+    source: str = "oracle"  # one of PRIOR_SOURCES; paper: mobilefacenet + segface
+    landmark_weights: str = ""  # MobileFaceNet-68 checkpoint {'state_dict': ...}; "" = data/weights/...
+    parser_weights: str = ""  # SegFace LaPa Swin-B checkpoint (model_299.pt, 'state_dict_backbone')
+    mode: str = "cached"  # "cached": computed once in eval mode; "released": recomputed every step in train mode
+    cache_flip: bool = True  # also cache the priors of the horizontally flipped image
+    batch_size: int = 64  # batch size when building the cache
+
+    def validate(self) -> None:
+        _choice("prior.source", self.source, PRIOR_SOURCES)
+        _choice("prior.mode", self.mode, PRIOR_MODES)
+        _positive("prior.batch_size", self.batch_size)
+
+
+@dataclass
+class ModelConfig:
+    """Which network; ablation switches of paper Table 6."""
+
+    name: str = "orsanet_large"  # a registered model name (orsalib.models.list_models())
+    prior_routing: str = "released"  # "released": backbone features of the prior nets; "paper": label map + conv stack
+    seg_prior: bool = True  # Table 6: w/o segmentation prior when False
+    cross_interaction: bool = True  # Table 6: w/o cross-interaction (MCM) when False
+    multi_scale: bool = True  # Table 6: single scale when False
+    landmark_reintegration: bool = True  # Table 6: w/o landmark reintegration (Eq. 9) when False
+    drop_path: float = 0.1  # MCM stochastic depth (release: up to 0.1)
+    backbone_weights: str = ""  # optional IR-50 ir50.pth (public format); "" = random init
+    extra: dict = field(default_factory=dict)  # further keyword overrides passed to create_model
+
+    def validate(self) -> None:
+        _choice("model.prior_routing", self.prior_routing, ("released", "paper"))
+        _fraction("model.drop_path", self.drop_path)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; defaults = the released training recipe (see FACTS in docs)."""
+
+    epochs: int = 400  # release: 400
+    batch_size: int = 20  # release: 20
+    lr: float = 1e-4  # paper text: 1e-4; release code default 1e-5 (logs imply 4e-5 on RAF-DB)
+    optimizer: str = "adam"  # adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # release: none
+    sam: bool = True  # release: SAM around Adam
+    sam_rho: float = 0.05  # release: 0.05, not adaptive
+    scheduler: str = "exponential"  # release: ExponentialLR
+    gamma: float = 0.98  # exponential decay per epoch (release 0.98) / step factor
+    step_size: int = 30  # step scheduler: epochs per step
+    lsce_warmup_epochs: int = 5  # release: epochs 1-5 use CE + lsce_weight * LSCE
+    lsce_eps: float = 0.2  # label smoothing of the warm-up
+    lsce_weight: float = 2.0  # release: CE + 2 * LSCE
+    ce_weight: float = 1.0  # lambda1 (paper: 1)
+    dare: bool = True  # use DARELoss after the warm-up
+    dare_form: str = "released"  # "released" (default: what the published numbers used) | "paper" (Eq. 10-11)
+    dare_weight: float = 0.1  # lambda2 (paper and release: 0.1)
+    dare_temperature: float = 1.0  # release: T = 1
+    grad_clip: float = 0.0  # 0 = off
+    amp: str = "auto"  # auto = bf16 on CUDA, none on CPU
+    channels_last: bool = False
+    compile: bool = False  # torch.compile (CUDA only)
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    max_steps_per_epoch: int = 0  # 0 = full epoch (smoke runs cap this)
+    log_every: int = 0  # 0 = one line per epoch only
+
+    def validate(self) -> None:
+        _positive("train.epochs", self.epochs)
+        if not isinstance(self.epochs, int):
+            raise ConfigError(f"train.epochs={self.epochs!r} must be an integer > 0")
+        _positive("train.batch_size", self.batch_size)
+        _positive("train.lr", self.lr)
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("train.sam_rho", self.sam_rho)
+        _choice("train.scheduler", self.scheduler, SCHEDULERS)
+        _positive("train.gamma", self.gamma)
+        _positive("train.lsce_warmup_epochs", self.lsce_warmup_epochs, allow_zero=True)
+        _fraction("train.lsce_eps", self.lsce_eps)
+        _choice("train.dare_form", self.dare_form, DARE_FORMS)
+        _positive("train.dare_weight", self.dare_weight, allow_zero=True)
+        _positive("train.dare_temperature", self.dare_temperature)
+        _positive("train.grad_clip", self.grad_clip, allow_zero=True)
+        _choice("train.amp", self.amp, AMP_MODES)
+        _positive("train.eval_every", self.eval_every)
+        _positive("train.checkpoint_every", self.checkpoint_every)
+        _positive("train.max_steps_per_epoch", self.max_steps_per_epoch, allow_zero=True)
+
+
+@dataclass
+class RunConfig:
+    """One run: profile, name, seed, device and the four sections."""
+
+    profile: str = "cpu"
+    run_name: str = "default"
+    seed: int = 123  # release: 123
+    device: str = "auto"  # auto = CUDA when present
+    seeds: list = field(default_factory=lambda: [123])  # multi-seed studies (ablations, transfer)
+    data: DataConfig = field(default_factory=DataConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        _choice("profile", self.profile, PROFILES)
+        if not self.run_name or any(c in self.run_name for c in "/\\"):
+            raise ConfigError(f"run_name={self.run_name!r} must be a plain folder name (no slashes)")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise ConfigError(f"device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        for s in (self.data, self.prior, self.model, self.train):
+            s.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- profiles
+_PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "seeds": [0],
+        "data": dict(image_size=64, train_per_class=6, val_per_class=3, synth_size=64, occlusion_prob=0.5),
+        "prior": dict(source="oracle", batch_size=32),
+        "model": dict(name="orsanet_tiny", prior_routing="paper", drop_path=0.0),
+        "train": dict(epochs=2, batch_size=8, lr=1e-3, sam=False, lsce_warmup_epochs=1, scheduler="none",
+                      max_steps_per_epoch=3),
+    },
+    "cpu": {
+        "seeds": [0, 1],
+        "data": dict(image_size=64, train_per_class=150, val_per_class=50, synth_size=64, occlusion_prob=0.5),
+        "prior": dict(source="oracle", batch_size=64),
+        "model": dict(name="orsanet_cpu", prior_routing="paper", drop_path=0.05),
+        "train": dict(epochs=8, batch_size=32, lr=1e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
+    },
+    "paper": {
+        "seeds": [123],
+        "data": dict(image_size=224, dataset="rafdb"),
+        "prior": dict(source="mobilefacenet"),
+        "model": dict(name="orsanet_large", prior_routing="released"),
+        "train": dict(),  # the dataclass defaults are the released recipe
+    },
+}
+
+
+def _merge(obj: Any, overrides: dict[str, Any], where: str = "") -> Any:
+    """Apply nested overrides to a dataclass, rejecting unknown keys with the list of known ones."""
+    known = {f.name: f for f in fields(obj)}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {where + key!r}; known keys: {sorted(known)}")
+        cur = getattr(obj, key)
+        if is_dataclass(cur):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section {where + key!r} must be a mapping, got {type(value).__name__}")
+            _merge(cur, value, where=f"{where}{key}.")
+        else:
+            setattr(obj, key, copy.deepcopy(value))
+    return obj
+
+
+def _split_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.epochs": 3}`` -> ``{"train": {"epochs": 3}}`` (dotted keys as papermill/CLI give them)."""
+    out: dict[str, Any] = {}
+    for k, v in overrides.items():
+        parts = k.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        if isinstance(v, dict) and isinstance(d.get(parts[-1]), dict):
+            d[parts[-1]].update(v)
+        else:
+            d[parts[-1]] = v
+    return out
+
+
+def load_profile(profile: str = "cpu", overrides: dict[str, Any] | None = None, **kw: Any) -> RunConfig:
+    """The resolved config of a profile, with nested or dotted overrides, validated.
+
+    Example: ``load_profile("smoke", {"train.epochs": 1}, run_name="t")``.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    cfg = RunConfig(profile=profile)
+    _merge(cfg, copy.deepcopy(_PROFILE_OVERRIDES[profile]))
+    cfg.seed = cfg.seeds[0] if profile != "paper" else cfg.seed
+    merged = _split_dotted({**(overrides or {}), **kw})
+    _merge(cfg, merged)
+    if "seed" in merged and "seeds" not in merged:
+        cfg.seeds = [cfg.seed] + [s for s in cfg.seeds if s != cfg.seed][: max(0, len(cfg.seeds) - 1)]
+    return cfg.validate()
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from ``to_dict()`` output (or a saved ``config.json``'s ``config`` entry)."""
+    d = dict(d.get("config", d))
+    profile = d.pop("profile", "cpu")
+    cfg = RunConfig(profile=profile)
+    _merge(cfg, d)
+    return cfg.validate()
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    from .utils import atomic_write_text
+
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load a JSON or YAML config file (a full RunConfig, or a ``profile`` plus overrides)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; expected a .json or .yaml RunConfig")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {e}") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level")
+    d = dict(d.get("config", d))
+    profile = d.pop("profile", "cpu")
+    try:
+        return load_profile(profile, d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
