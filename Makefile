@@ -1,0 +1,41 @@
+# The two commands a newcomer needs:
+#   make reproduce   # whole notebook suite, CPU profile, embedded data -> outputs/$(RUN_NAME)/
+#   make test        # the test suite
+# Overrides: make reproduce PROFILE=smoke RUN_NAME=try1 DATA_ROOT=/path/to/dataset ONLY=10,40
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+RUN_NAME ?= default
+DATA_ROOT ?=
+ONLY ?=
+PYTEST_ARGS ?=
+
+.PHONY: reproduce test install lint clean-outputs lab
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name orsa --display-name "Python (orsa workbook)" >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+reproduce: $(VENV)/.installed
+	$(BIN)/orsa reproduce --profile $(PROFILE) --run-name $(RUN_NAME) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY))
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check orsalib tests benchmarks
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab notebooks/
+
+clean-outputs:
+	rm -rf outputs/*/

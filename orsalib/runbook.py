@@ -1,0 +1,212 @@
+"""Run the ordered notebooks headless with papermill: ``orsa reproduce --profile cpu --run-name R``.
+
+Each notebook runs in its own papermill process (so a per-notebook timeout can stop it), with the parameters it
+declares injected (profile, data_root, run_name, seed, device, ...). Executed notebooks go to
+``outputs/<run_name>/notebooks/``. On the first failure the run stops, names the notebook and the cell (index,
+first line, error), exits non-zero, and keeps everything already written. At the end it prints a summary table
+from the small JSON each notebook records with :func:`record_result`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .paths import NOTEBOOKS_DIR, run_dir
+from .utils import atomic_write_json
+
+KERNEL_NAME = "orsa"
+DEFAULT_TIMEOUTS = {"smoke": 900, "cpu": 2400, "paper": 7 * 24 * 3600}  # seconds per notebook
+STANDARD_PARAMETERS = ("profile", "data_root", "run_name", "seed", "device")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook of the suite failed; the message names the notebook and the cell."""
+
+    def __init__(self, notebook: str, message: str, cell_index: int | None = None):
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell_index = cell_index
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    status: str  # "ok" | "failed" | "timeout" | "skipped"
+    seconds: float
+    output: str
+    error: str = ""
+    cell_index: int | None = None
+    result: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- results
+def record_result(run_name: str, notebook: str, result: dict[str, Any]) -> Path:
+    """Write the headline numbers of one notebook to ``outputs/<run_name>/results/<notebook>.json``."""
+    return atomic_write_json(run_dir(run_name) / "results" / f"{Path(notebook).stem}.json", result)
+
+
+def read_results(run_name: str) -> dict[str, dict]:
+    d = run_dir(run_name) / "results"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))} if d.exists() else {}
+
+
+# ----------------------------------------------------------------------------- discovery
+def list_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR, only: str | list | None = None) -> list[Path]:
+    """The ordered suite ``NN_verb_object.ipynb``; ``only="10,40"`` selects by number prefix (or stem)."""
+    nbs = sorted(p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        keys = [k.strip() for k in (only.split(",") if isinstance(only, str) else [str(x) for x in only]) if k.strip()]
+        chosen = [p for p in nbs if any(p.name.startswith(k + "_") or p.stem == k for k in keys)]
+        unknown = [k for k in keys if not any(p.name.startswith(k + "_") or p.stem == k for p in nbs)]
+        if unknown:
+            raise ValueError(f"--only {only!r}: no notebook matches {unknown}; available: {[p.stem for p in nbs]}")
+        nbs = chosen
+    return nbs
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The parameters a notebook declares in its cell tagged ``parameters`` (name -> default)."""
+    import papermill as pm
+
+    return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
+
+
+def ensure_kernel() -> str:
+    """Install (idempotently) a kernelspec for *this* interpreter inside ``sys.prefix`` and return its name."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    if target.exists():
+        try:
+            if json.loads(target.read_text())["argv"][0] == sys.executable:
+                return KERNEL_NAME
+        except (ValueError, KeyError, IndexError):
+            pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (orsa workbook)", prefix=sys.prefix)
+    assert KERNEL_NAME in KernelSpecManager().find_kernel_specs()
+    return KERNEL_NAME
+
+
+# ----------------------------------------------------------------------------- failure analysis
+def describe_failure(executed: Path) -> tuple[int | None, str]:
+    """Find the failing (or still running, after a timeout) cell in an executed notebook."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(executed), as_version=4)
+    except Exception as e:  # noqa: BLE001 - the executed file may be partial
+        return None, f"(could not read executed notebook {executed}: {e})"
+    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    for i, c in code_cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error":
+                first = (c.source.strip().splitlines() or [""])[0][:100]
+                return i, f"cell {i} (`{first}`): {o.get('ename')}: {o.get('evalue')}"
+    for i, c in code_cells:
+        if c.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            first = (c.source.strip().splitlines() or [""])[0][:100]
+            return i, f"cell {i} (`{first}`) was still running"
+    return None, "no failing cell recorded"
+
+
+# ----------------------------------------------------------------------------- execution
+def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout: float,
+                 env: dict[str, str] | None = None) -> NotebookRun:
+    """Execute one notebook in a papermill subprocess; never raises for notebook errors."""
+    kernel = ensure_kernel()
+    declared = notebook_parameters(path)
+    params = {k: v for k, v in parameters.items() if k in declared and v is not None}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(params, f)
+        params_file = f.name
+    cmd = [sys.executable, "-m", "papermill", str(path), str(out_path), "-f", params_file, "-k", kernel,
+           "--cwd", str(path.parent), "--no-progress-bar"]
+    run_env = {**os.environ, "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"), "PYTHONUNBUFFERED": "1",
+               **(env or {})}
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
+                            start_new_session=True)
+    status = "ok"
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            status = "failed"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # papermill and its kernel share the new session's group
+        log, _ = proc.communicate()
+        status = "timeout"
+    finally:
+        os.unlink(params_file)
+    seconds = time.time() - t0
+    run = NotebookRun(path.stem, status, seconds, str(out_path))
+    if status != "ok":
+        cell, msg = describe_failure(out_path)
+        if status == "timeout":
+            msg = f"timed out after {timeout:.0f} s; {msg}"
+        tail = "\n".join((log or "").strip().splitlines()[-15:])
+        run.error, run.cell_index = msg, cell
+        run.result = {"log_tail": tail}
+    return run
+
+
+def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None = None, data_root: str = "",
+              seed: int | None = None, device: str = "auto", timeout: float | None = None,
+              notebooks_dir: Path = NOTEBOOKS_DIR, extra_parameters: dict[str, Any] | None = None,
+              echo: bool = True) -> list[NotebookRun]:
+    """Run the ordered suite; stop at the first failure (raises :class:`NotebookFailed` after printing)."""
+    from .config import PROFILES, ConfigError
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    if data_root and not Path(data_root).expanduser().exists():
+        raise ConfigError(f"data_root={data_root!r} does not exist; expected a dataset folder (see data/README.md)")
+    nbs = list_notebooks(notebooks_dir, only)
+    if not nbs:
+        raise ValueError(f"no notebooks found in {notebooks_dir}")
+    out_dir = run_dir(run_name) / "notebooks"
+    timeout = timeout or DEFAULT_TIMEOUTS[profile]
+    params = {"profile": profile, "run_name": run_name, "data_root": data_root, "device": device, "seed": seed,
+              **(extra_parameters or {})}
+    runs: list[NotebookRun] = []
+    say = print if echo else (lambda *a, **k: None)
+    say(f"orsa reproduce: profile={profile} run_name={run_name} -> {run_dir(run_name)}")
+    for nb in nbs:
+        say(f"  running {nb.name} ...", flush=True)
+        r = run_notebook(nb, out_dir / nb.name, params, timeout)
+        r.result = {**read_results(run_name).get(nb.stem, {}), **r.result}
+        runs.append(r)
+        atomic_write_json(run_dir(run_name) / "runbook.json", [r.__dict__ for r in runs])
+        if r.status != "ok":
+            say(f"\nFAILED: notebook {nb.name}: {r.error}")
+            if r.result.get("log_tail"):
+                say("--- papermill log (last lines) ---\n" + r.result["log_tail"])
+            say(f"executed notebook kept at {r.output}; outputs written so far are kept in {run_dir(run_name)}")
+            raise NotebookFailed(nb.name, f"notebook {nb.name} failed: {r.error}", r.cell_index)
+        say(f"  done {nb.name} in {r.seconds:.0f} s")
+    say("\n" + summary_table(runs))
+    return runs
+
+
+def summary_table(runs: list[NotebookRun]) -> str:
+    """A plain-text table: notebook, status, minutes, headline numbers."""
+    rows = []
+    for r in runs:
+        res = {k: v for k, v in r.result.items() if k != "log_tail" and not isinstance(v, (dict, list))}
+        head = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(res.items())[:6])
+        rows.append((r.notebook, r.status, f"{r.seconds / 60:.1f}", head))
+    w0 = max([len("notebook")] + [len(r[0]) for r in rows])
+    lines = [f"{'notebook':<{w0}}  status  min   headline", "-" * (w0 + 40)]
+    lines += [f"{a:<{w0}}  {b:<6}  {c:>4}  {d}" for a, b, c, d in rows]
+    return "\n".join(lines)
