@@ -510,6 +510,7 @@ def fit(
                     "val_loss": rep["loss"],
                     "val_per_class_recall": rep["per_class_recall"],
                     "val_confusion": rep["confusion"],
+                    "val_n": rep["n"],
                 }
             )
             for name, loader in extra_eval_loaders.items():
