@@ -18,14 +18,19 @@ import sys
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
 
+    from pathlib import Path
+
+    from .paths import NOTEBOOKS_DIR
+
+    nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR
     if args.list:
-        for nb in list_notebooks(only=args.only):
+        for nb in list_notebooks(nb_dir, only=args.only):
             params = notebook_parameters(nb)
             print(f"{nb.name:40s} parameters: {', '.join(params)}")
         return 0
     try:
         reproduce(profile=args.profile, run_name=args.run_name, only=args.only, data_root=args.data_root,
-                  seed=args.seed, device=args.device, timeout=args.timeout)
+                  seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir)
     except NotebookFailed:
         return 1
     return 0
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default by profile)")
     r.add_argument("--list", action="store_true", help="list what would run and exit")
+    r.add_argument("--notebooks-dir", default=None, help="folder of the ordered notebooks (default: notebooks/)")
     r.set_defaults(func=_cmd_reproduce)
 
     t = sub.add_parser("train", help="train a model from a profile or config file", add_help=False)

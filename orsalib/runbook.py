@@ -100,24 +100,37 @@ def ensure_kernel() -> str:
 
 # ----------------------------------------------------------------------------- failure analysis
 def describe_failure(executed: Path) -> tuple[int | None, str]:
-    """Find the failing (or still running, after a timeout) cell in an executed notebook."""
+    """Find the failing (or, after a timeout, still running) cell in an executed notebook.
+
+    The index is that of the cell in the ORIGINAL notebook (0-based; the cells papermill inserts — injected
+    parameters, error banners — are not counted), so it matches what a user sees when opening it.
+    """
     import nbformat
 
     try:
         nb = nbformat.read(str(executed), as_version=4)
     except Exception as e:  # noqa: BLE001 - the executed file may be partial
         return None, f"(could not read executed notebook {executed}: {e})"
-    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    for i, c in code_cells:
-        for o in c.get("outputs", []):
+
+    def inserted(c) -> bool:
+        return "injected-parameters" in c.get("metadata", {}).get("tags", []) or (
+            c.cell_type == "markdown" and "papermill-error-cell" in c.source
+        )
+
+    original = [c for c in nb.cells if not inserted(c)]
+
+    def where(i: int, c) -> str:
+        first = (c.source.strip().splitlines() or [""])[0][:100]
+        return f"cell {i} (`{first}`)"
+
+    for i, c in enumerate(original):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
             if o.get("output_type") == "error":
-                first = (c.source.strip().splitlines() or [""])[0][:100]
-                return i, f"cell {i} (`{first}`): {o.get('ename')}: {o.get('evalue')}"
-    for i, c in code_cells:
+                return i, f"{where(i, c)}: {o.get('ename')}: {o.get('evalue')}"
+    for i, c in enumerate(original):
         if c.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            first = (c.source.strip().splitlines() or [""])[0][:100]
-            return i, f"cell {i} (`{first}`) was still running"
-    return None, "no failing cell recorded"
+            return i, f"{where(i, c)} was still running"
+    return None, "no cell had started (kernel start-up or papermill itself failed)"
 
 
 # ----------------------------------------------------------------------------- execution

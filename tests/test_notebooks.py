@@ -1,0 +1,33 @@
+"""Every notebook of the suite runs headless through papermill with the smoke profile, in order,
+and writes what it promises (its results JSON; no error cells)."""
+
+import json
+
+import nbformat
+import pytest
+
+from orsalib import runbook
+from orsalib.paths import NOTEBOOKS_DIR, run_dir
+
+RUN = "smoke-suite"
+SUITE = runbook.list_notebooks(NOTEBOOKS_DIR)
+_failed: list[str] = []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb", SUITE, ids=lambda p: p.stem)
+def test_notebook_runs_with_smoke_profile(nb):
+    if _failed:
+        pytest.skip(f"an earlier notebook of the suite failed ({_failed[0]}); later ones depend on it")
+    out = run_dir(RUN) / "notebooks" / nb.name
+    r = runbook.run_notebook(nb, out, {"profile": "smoke", "run_name": RUN, "data_root": "", "device": "cpu"},
+                             timeout=runbook.DEFAULT_TIMEOUTS["smoke"])
+    if r.status != "ok":
+        _failed.append(nb.name)
+    assert r.status == "ok", f"{nb.name}: {r.error}\n{r.result.get('log_tail', '')}"
+    executed = nbformat.read(str(out), as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    res = run_dir(RUN) / "results" / f"{nb.stem}.json"
+    assert res.exists(), f"{nb.name} did not record its results"
+    assert json.loads(res.read_text()), f"{nb.name} recorded an empty result"
