@@ -86,6 +86,7 @@ def test_grad_cam_shape_and_target():
     cam = E.grad_cam(m, _batch())
     assert cam.shape == (3, 16, 16) and np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1
     assert E.find_last_conv(m) is m.backbone[2]
+    assert E.default_cam_target(m) is m.backbone
     cam2 = E.grad_cam(m, _batch(), target_layer="backbone.0", class_idx=1)
     assert cam2.shape == (3, 16, 16)
     assert m.training  # mode restored
@@ -117,3 +118,21 @@ def test_tsne_figure():
     emb, rows = E.tsne_embedding(feats, seed=1, max_iter=250)
     emb2, _ = E.tsne_embedding(feats, seed=1, max_iter=250)
     assert emb.shape == (60, 2) and np.allclose(emb, emb2)
+
+
+def test_orsanet_attention_and_cam():
+    from orsalib.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("orsanet_tiny")
+    b = {
+        "image": torch.randn(2, 3, 64, 64),
+        "label": torch.tensor([0, 1]),
+        "landmarks": torch.rand(2, 68, 2),
+        "parsing": torch.randint(0, 11, (2, 64, 64)),
+    }
+    att = E.attention_maps(m, b)
+    assert att is not None and att.shape == (2, 64, 64)
+    assert E.grad_cam(m, b).shape == (2, 64, 64)
+    base = create_model("baseline_tiny")
+    assert E.attention_maps(base, b) is None

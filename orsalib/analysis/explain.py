@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,8 +31,17 @@ from ..models._registry import PRIOR_KEYS
 _ATTN_ATTRS: tuple[str, ...] = ("attn_map", "last_attn", "attn_weights", "attention_map")
 
 
-def _forward(model: nn.Module, image: torch.Tensor, priors: Mapping[str, torch.Tensor] | None) -> Any:
-    return model(image, priors=dict(priors) if priors else {})
+def _forward(
+    model: nn.Module, image: torch.Tensor, priors: Mapping[str, torch.Tensor] | None, want_attn: bool = False
+) -> Any:
+    kw = {}
+    if want_attn:
+        try:
+            if "return_attn" in inspect.signature(model.forward).parameters:
+                kw["return_attn"] = True  # ORSANet: explicit attention of the last large-scale fusion block
+        except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+            pass
+    return model(image, priors=dict(priors) if priors else {}, **kw)
 
 
 def _batch_parts(batch: Mapping[str, Any], device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -116,7 +126,7 @@ def attention_maps(
         if isinstance(drop, nn.Module):
             hooks.append(drop.register_forward_hook(lambda m, inp, out: captured.append(inp[0].detach())))
     try:
-        out = _forward(model, image, priors)
+        out = _forward(model, image, priors, want_attn=True)
     finally:
         for h in hooks:
             h.remove()
@@ -150,6 +160,16 @@ def find_last_conv(model: nn.Module, within: str | None = None) -> nn.Module:
     return convs[-1]
 
 
+def default_cam_target(model: nn.Module) -> nn.Module:
+    """The image backbone when the model names one (ORSANet/baselines: ``ir_back``, else ``backbone``), whose
+    output map is what Grad-CAM should explain; otherwise the last ``nn.Conv2d``."""
+    for name in ("ir_back", "backbone", "features"):
+        sub = getattr(model, name, None)
+        if isinstance(sub, nn.Module) and any(isinstance(m, nn.Conv2d) for m in sub.modules()):
+            return sub
+    return find_last_conv(model)
+
+
 def grad_cam(
     model: nn.Module,
     batch: Mapping[str, Any],
@@ -161,12 +181,13 @@ def grad_cam(
     """Grad-CAM maps (B, H, W) in [0, 1] for the predicted (or given) class of every sample.
 
     Args:
-        target_layer: a module whose output is (B, C, h, w), its dotted name, or None for the last Conv2d.
+        target_layer: a module whose output is (B, C, h, w), its dotted name, or None for
+            :func:`default_cam_target` (the image backbone's output map).
         class_idx: class per sample (or one for all); default the predicted class.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     if target_layer is None:
-        target_layer = find_last_conv(model)
+        target_layer = default_cam_target(model)
     elif isinstance(target_layer, str):
         target_layer = model.get_submodule(target_layer)
     image, priors = _batch_parts(batch, dev)
@@ -428,6 +449,7 @@ def explain_samples(
 
 __all__ = [
     "attention_maps",
+    "default_cam_target",
     "explain_samples",
     "find_last_conv",
     "grad_cam",
