@@ -61,3 +61,30 @@ def index_of(name: str, num_classes: int = 8) -> int:
     if canon not in names:
         raise ValueError(f"label {name!r} ({canon}) is not part of the {num_classes}-class problem {names}")
     return names.index(canon)
+
+
+# FERPlus (fer2013new.csv): the 8 emotion vote columns, then the two non-emotion columns.
+FERPLUS_EMOTION_COLUMNS: dict[str, str] = {
+    "neutral": "neutral",
+    "happiness": "happiness",
+    "surprise": "surprise",
+    "sadness": "sadness",
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "contempt": "contempt",
+}
+FERPLUS_OTHER_COLUMNS: tuple[str, ...] = ("unknown", "NF")
+
+# Occlu-FER (ORSANet, ACM MM 2025): 8 classes, the 7 basic expressions + contempt, released as an ImageFolder of
+# named class folders. A 7-class run drops contempt. Numeric class folders need an explicit ``data.label_map``.
+OCCLUFER_CLASSES: tuple[str, ...] = EMOTIONS
+
+
+def imagefolder_order(folder_names: list[str] | tuple[str, ...]) -> dict[int, str]:
+    """torchvision ``ImageFolder`` class index -> canonical name for named class folders.
+
+    ``ImageFolder`` numbers classes by the sorted folder names, so a checkpoint trained by a released code on
+    folders ``angry, disgust, ...`` uses that order; this map converts its logits to the canonical order.
+    """
+    return {i: canonical_name(n) for i, n in enumerate(sorted(folder_names))}

@@ -1,0 +1,380 @@
+"""Dataset / DataLoader building: paired augmentation, cached priors, class-balanced and DDP samplers.
+
+Batch contract (docs/contracts.md): ``image`` float (3, H, W) normalised, ``label`` int64, ``index`` int64 (the
+manifest row, i.e. the prior-cache sample id), plus any prior keys as tensors (``parsing`` int64).
+
+Flip augmentation with cached priors: when a training sample is flipped the dataset asks the prior store for
+the priors of the *flipped* image (``store.get(i, flipped=True)``), computed once when the cache was built,
+instead of recomputing the frozen prior networks (the release recomputes them every step).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
+
+from .sources import DatasetError
+from .transforms import PairedTransform, read_rgb
+
+_GEOMETRIC_KEYS = ("landmarks", "parsing")
+
+
+class FERDataset(Dataset):
+    """Images of a manifest (+ cached priors) as contract batches.
+
+    Args:
+        manifest: rows to serve; ``manifest.index`` holds the global manifest row ids (pass slices of a
+            reset-indexed manifest, as :func:`build_loaders` does).
+        image_size: output side (images are resized before augmentation, as the priors were).
+        prior_store: an object with ``get(i, flipped=False) -> dict[str, np.ndarray]`` and ``keys``, or None.
+        train: enable augmentation (flip, RandomErasing, optional scale/shift).
+        hflip: horizontal flip with p = 0.5 (train only).
+        random_erasing: RandomErasing probability (train only; release 0.5, scale (0.02, 0.1)).
+        normalize: ImageNet normalisation.
+        cache_images: keep decoded, resized uint8 images in memory; ``None`` = when they need < ``cache_mb``.
+        cache_mb: memory budget of the automatic image cache.
+        scale_range: optional random zoom range (e.g. (0.95, 1.05)); geometric priors (landmarks, parsing)
+            follow, feature-map priors cannot, so it is refused when the store holds feature maps.
+        seed: seed of the augmentation generator (``None``: torch's global RNG). DataLoader workers reseed it
+            from their own seed (:func:`seed_worker`), so loaders built with the same seed give the same batches.
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        image_size: int,
+        prior_store: Any = None,
+        train: bool = False,
+        hflip: bool = True,
+        random_erasing: float = 0.5,
+        normalize: bool = True,
+        cache_images: bool | None = None,
+        cache_mb: float = 200.0,
+        scale_range: tuple[float, float] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        for c in ("path", "label"):
+            if c not in manifest.columns:
+                raise DatasetError(f"FERDataset: the manifest lacks column {c!r}; see docs/contracts.md")
+        self.paths: list[str] = [str(p) for p in manifest["path"]]
+        self.labels: np.ndarray = manifest["label"].to_numpy(dtype=np.int64)
+        self.ids: np.ndarray = manifest.index.to_numpy(dtype=np.int64)
+        self.image_size = int(image_size)
+        self.store = prior_store
+        self.train = train
+        self.keys: tuple[str, ...] = tuple(getattr(prior_store, "keys", ()) or ()) if prior_store is not None else ()
+        if scale_range is not None and train and any(k not in _GEOMETRIC_KEYS for k in self.keys):
+            fixed = sorted(set(self.keys) - set(_GEOMETRIC_KEYS))
+            raise ValueError(
+                f"scale_range augmentation cannot move feature-map priors {fixed}; "
+                "use it only with landmark/parsing priors or none"
+            )
+        self.transform = PairedTransform(
+            image_size,
+            train=train,
+            hflip=hflip,
+            random_erasing=random_erasing,
+            scale_range=scale_range,
+            normalize=normalize,
+        )
+        if cache_images is None:
+            need_mb = len(self.paths) * self.image_size * self.image_size * 3 / 2**20
+            cache_images = need_mb < cache_mb
+        self.cache_images = bool(cache_images)
+        self._cache: dict[int, np.ndarray] = {}
+        self._store_flip_ok = True
+        if seed is not None:
+            self.transform.seed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the augmentation generator (called in each DataLoader worker by :func:`seed_worker`)."""
+        self.transform.seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, k: int) -> np.ndarray:
+        """Decoded RGB uint8 (S, S, 3) of position ``k`` (resized to ``image_size``; cached when enabled)."""
+        hit = self._cache.get(k)
+        if hit is not None:
+            return hit
+        path = self.paths[k]
+        try:
+            img = read_rgb(path)
+        except Exception as e:  # noqa: BLE001 - name the file, never a bare decoder traceback
+            raise DatasetError(
+                f"cannot load image {path} (manifest row {int(self.ids[k])}): {type(e).__name__}: {e}; expected a "
+                "readable image file (run orsalib.data.sources.validate_manifest before training)"
+            ) from None
+        if img.shape[:2] != (self.image_size, self.image_size):
+            from PIL import Image
+
+            img = np.array(Image.fromarray(img).resize((self.image_size, self.image_size), Image.BILINEAR))
+        if self.cache_images:
+            self._cache[k] = img
+        return img
+
+    def preload(self, progress: bool = False) -> None:
+        """Decode every image now (fills the in-memory cache; useful before forking workers)."""
+        it = range(len(self))
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="decoding images", leave=False)
+        self.cache_images = True
+        for k in it:
+            self.load_image(k)
+
+    def _priors(self, i: int, flip: bool) -> tuple[dict[str, np.ndarray], bool]:
+        """Priors of manifest row ``i``; returns (priors, already_flipped)."""
+        if self.store is None:
+            return {}, False
+        if flip and self._store_flip_ok:
+            try:
+                return dict(self.store.get(i, flipped=True)), True
+            except (KeyError, NotImplementedError, ValueError):
+                self._store_flip_ok = False  # the store has no flipped entries: flip the unflipped ones here
+        return dict(self.store.get(i, flipped=False)), False
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        i = int(self.ids[k])
+        img = self.load_image(k)
+        flip = self.transform.sample_flip()
+        priors, pre_flipped = self._priors(i, flip)
+        lm = priors.pop("landmarks", None)
+        par = priors.pop("parsing", None)
+        image, lm, par = self.transform(img, lm, par, flip=flip, flip_priors=not pre_flipped)
+        out: dict[str, torch.Tensor] = {
+            "image": image,
+            "label": torch.tensor(self.labels[k], dtype=torch.int64),
+            "index": torch.tensor(i, dtype=torch.int64),
+        }
+        if lm is not None:
+            out["landmarks"] = torch.from_numpy(np.array(lm, dtype=np.float32))
+        if par is not None:
+            out["parsing"] = torch.from_numpy(np.array(par, dtype=np.int64))
+        for key, v in priors.items():
+            t = torch.from_numpy(np.array(v))  # a copy: store arrays may be read-only memory maps
+            if flip and not pre_flipped and t.ndim >= 2:
+                t = t.flip(-1)  # fallback: mirror a feature map spatially (approximation; cache flips instead)
+            out[key] = t.float() if t.is_floating_point() else t
+        return out
+
+
+# ----------------------------------------------------------------------------- samplers
+def class_balanced_sampler(
+    labels: np.ndarray | list[int], num_samples: int | None = None, generator: torch.Generator | None = None
+) -> WeightedRandomSampler:
+    """The release's imbalanced-dataset sampler: each sample weighted 1 / (count of its class), with replacement.
+
+    Classes are then drawn about uniformly; an epoch has ``num_samples`` (default: the dataset size) draws.
+    """
+    weights = _balanced_weights(labels)
+    return WeightedRandomSampler(weights, num_samples or len(weights), replacement=True, generator=generator)
+
+
+def _balanced_weights(labels: np.ndarray | list[int]) -> torch.Tensor:
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size == 0:
+        raise ValueError("class_balanced_sampler needs at least one label")
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return torch.as_tensor(1.0 / counts[inv], dtype=torch.double)
+
+
+class DistributedBalancedSampler(Sampler[int]):
+    """Class-balanced sampling under DDP: all ranks draw the same epoch sequence, each takes a disjoint shard.
+
+    The sequence is ``num_samples`` weighted draws (padded to a multiple of ``num_replicas``) from a generator
+    seeded with ``seed + epoch``; rank ``r`` takes positions ``r, r + R, r + 2R, ...``. Call :meth:`set_epoch`.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray | list[int],
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        num_samples: int | None = None,
+    ) -> None:
+        num_replicas, rank = _world(num_replicas, rank)
+        self.weights = _balanced_weights(labels)
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.total = num_samples or len(self.weights)
+        self.per_rank = math.ceil(self.total / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def epoch_sequence(self) -> torch.Tensor:
+        """The full draw of this epoch (identical on every rank)."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.multinomial(self.weights, self.per_rank * self.num_replicas, replacement=True, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_sequence()[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class DistributedShuffleSampler(Sampler[int]):
+    """Plain shuffling under DDP (``DistributedSampler`` semantics): one permutation per epoch, seeded with
+    ``seed + epoch``, padded by wrapping to a multiple of ``num_replicas``; rank ``r`` takes positions ``r::R``."""
+
+    def __init__(self, n: int, num_replicas: int | None = None, rank: int | None = None, seed: int = 0) -> None:
+        self.n = n
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.seed, self.epoch = seed, 0
+        self.per_rank = math.ceil(n / self.num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def epoch_sequence(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        pad = self.per_rank * self.num_replicas - self.n
+        return torch.cat([perm, perm[:pad]]) if pad else perm
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_sequence()[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation under DDP: rank ``r`` takes rows ``r, r + R, ...`` in order, no padding (gather by ``index``)."""
+
+    def __init__(self, n: int, num_replicas: int | None = None, rank: int | None = None) -> None:
+        self.n = n
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:  # interface parity with DistributedSampler
+        pass
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    if num_replicas is None or rank is None:
+        import torch.distributed as dist  # heavy import: only when the world is not given
+
+        if dist.is_available() and dist.is_initialized():
+            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+            rank = dist.get_rank() if rank is None else rank
+        else:
+            num_replicas, rank = num_replicas or 1, rank or 0
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank={rank} must be in [0, {num_replicas})")
+    return int(num_replicas), int(rank)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy, ``random`` and the dataset's augmentation generator from the
+    worker's torch seed (itself drawn from the loader's generator), so workers are deterministic."""
+    s = torch.initial_seed()
+    np.random.seed(s % 2**32)
+    random.seed(s)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(s)
+
+
+# ----------------------------------------------------------------------------- loaders
+def build_loaders(
+    manifest: pd.DataFrame,
+    data_cfg: Any,
+    batch_size: int,
+    seed: int = 0,
+    prior_store: Any = None,
+    distributed: bool = False,
+    eval_batch_size: int | None = None,
+    *,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    cache_images: bool | None = None,
+    pin_memory: bool | None = None,
+) -> dict[str, DataLoader]:
+    """One DataLoader per split of the manifest (keys = split names).
+
+    ``train``: augmented (``data_cfg.hflip``, ``data_cfg.random_erasing``), class-balanced when
+    ``data_cfg.balanced_sampler`` (the release), else shuffled; a last batch of size 1 is dropped.
+    Other splits: in order, no augmentation, ``eval_batch_size`` (default ``2 * batch_size``).
+    ``distributed``: train uses :class:`DistributedBalancedSampler` / :class:`DistributedShuffleSampler` (call
+    ``loader.sampler.set_epoch(epoch)``); evaluation splits use :class:`ShardSampler` (no padding).
+
+    Args:
+        manifest: the full manifest (index 0..N-1 = prior-cache ids; it is reset if not).
+        data_cfg: :class:`orsalib.config.DataConfig` (image_size, balanced_sampler, num_workers, hflip,
+            random_erasing).
+        batch_size: training batch size.
+        seed: seeds the sampler/shuffle generator and the workers.
+        prior_store: optional prior store shared by all splits.
+    """
+    if not isinstance(manifest.index, pd.RangeIndex) or manifest.index.start != 0:
+        if not np.array_equal(manifest.index.to_numpy(), np.arange(len(manifest))):
+            manifest = manifest.reset_index(drop=True)
+    eval_bs = eval_batch_size or 2 * batch_size
+    workers = int(getattr(data_cfg, "num_workers", 0))
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    loaders: dict[str, DataLoader] = {}
+    for split in sorted(manifest["split"].unique(), key=lambda s: (s != "train", s)):
+        part = manifest[manifest["split"] == split]
+        train = split == "train"
+        ds = FERDataset(
+            part,
+            data_cfg.image_size,
+            prior_store=prior_store,
+            train=train,
+            hflip=bool(getattr(data_cfg, "hflip", True)),
+            random_erasing=float(getattr(data_cfg, "random_erasing", 0.5)),
+            cache_images=cache_images,
+            seed=seed,
+        )
+        g = torch.Generator().manual_seed(seed)
+        sampler: Any = None
+        shuffle = False
+        if train:
+            balanced = bool(getattr(data_cfg, "balanced_sampler", True))
+            if distributed:
+                if balanced:
+                    sampler = DistributedBalancedSampler(ds.labels, num_replicas, rank, seed=seed)
+                else:
+                    sampler = DistributedShuffleSampler(len(ds), num_replicas, rank, seed=seed)
+            elif balanced:
+                sampler = class_balanced_sampler(ds.labels, generator=g)
+            else:
+                shuffle = True
+            n_epoch = len(sampler) if sampler is not None else len(ds)
+            drop_last = n_epoch > 1 and n_epoch % batch_size == 1
+            bs = batch_size
+        else:
+            if distributed:
+                sampler = ShardSampler(len(ds), num_replicas, rank)
+            drop_last, bs = False, eval_bs
+        loaders[split] = DataLoader(
+            ds,
+            batch_size=bs,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=drop_last,
+            pin_memory=pin_memory,
+            worker_init_fn=seed_worker,
+            generator=g,
+            persistent_workers=workers > 0,
+        )
+    return loaders

@@ -1,0 +1,895 @@
+"""Dataset adapters -> one manifest, and its validation before training.
+
+Every adapter turns a dataset layout on disk into the manifest of docs/contracts.md: one row per image with
+``path`` (absolute), ``label`` (canonical id, :data:`orsalib.data.labels.EMOTIONS`), ``label_name``, ``split``
+(``train`` | ``valid`` | ``test`` | evaluation-only splits) and ``source``. The accepted layouts are described,
+with a tree for each, in ``data/README.md``.
+
+:func:`load_manifest` dispatches on ``DataConfig.dataset`` and validates the result with
+:func:`validate_manifest` (missing/zero-byte/unreadable files, unknown labels, empty classes, duplicated paths,
+train/evaluation overlap by content hash). By default every problem is collected and ONE :class:`DatasetError`
+lists the first 20 of them; with ``on_bad="skip"`` the bad rows are dropped and counted in the report.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import labels as L
+from .transforms import IMAGE_EXTENSIONS
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("path", "label", "label_name", "split")
+EVAL_SPLITS: tuple[str, ...] = ("valid", "test")
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "trainset": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "publictest": "valid",
+    "test": "test",
+    "testing": "test",
+    "testset": "test",
+    "privatetest": "test",
+}
+MAX_LISTED_PROBLEMS: int = 20
+# Image modes that decode fine but are converted to RGB on load (counted in the report).
+_GRAY_MODES = {"L", "LA", "1", "P;L"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+class DatasetError(ValueError):
+    """The data on disk does not match what the adapter expects; the message names the files."""
+
+
+# ============================================================================= helpers
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+def _split_name(folder: str) -> str | None:
+    key = folder.strip().lower()
+    if key in SPLIT_ALIASES:
+        return SPLIT_ALIASES[key]
+    if re.match(r"^(valid|test)_[a-z0-9_]+$", key):  # evaluation-only splits, e.g. valid_occluded
+        return key
+    return None
+
+
+def _resolve_label(
+    raw: str | int, numeric_map: dict[int, str] | None, label_map: dict | None, num_classes: int = 8
+) -> tuple[int, str]:
+    """Native label (folder name or id) -> (canonical id, canonical name); (-1, raw) when unknown."""
+    raw_s = str(raw).strip()
+    if label_map:
+        hit = None
+        for k, v in label_map.items():
+            if str(k) == raw_s or str(k).lower() == raw_s.lower():
+                hit = v
+                break
+        if hit is not None:
+            if isinstance(hit, (int, np.integer)) and not isinstance(hit, bool):
+                if 0 <= int(hit) < len(L.EMOTIONS):
+                    return int(hit), L.EMOTIONS[int(hit)]
+                return -1, raw_s
+            try:
+                name = L.canonical_name(str(hit))
+            except ValueError:
+                return -1, raw_s
+            return L.EMOTIONS.index(name), name
+    if raw_s.lstrip("-").isdigit() and numeric_map is not None:
+        name = numeric_map.get(int(raw_s))
+        return (L.EMOTIONS.index(name), name) if name is not None else (-1, raw_s)
+    try:
+        name = L.canonical_name(raw_s)
+    except ValueError:
+        return -1, raw_s
+    return L.EMOTIONS.index(name), name
+
+
+def _frame(rows: list[dict], source: str) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS) if not rows else None)
+    if df.empty:
+        df = pd.DataFrame({c: pd.Series(dtype=object) for c in REQUIRED_COLUMNS})
+    df["source"] = source
+    df["label"] = df["label"].astype("int64")
+    return df
+
+
+def _require_dir(root: Path, what: str) -> Path:
+    if not root.exists():
+        raise DatasetError(f"{what}: folder {str(root)!r} does not exist; see data/README.md for the layout")
+    if not root.is_dir():
+        raise DatasetError(f"{what}: {str(root)!r} is not a folder; see data/README.md for the layout")
+    return root
+
+
+def _find(root: Path, candidates: list[str]) -> Path | None:
+    for c in candidates:
+        p = root / c
+        if p.exists():
+            return p
+    return None
+
+
+def eval_split(manifest: pd.DataFrame) -> str:
+    """The split to evaluate on: ``valid`` when present (the release's name for the test split), else ``test``."""
+    present = set(manifest["split"].unique())
+    for s in EVAL_SPLITS:
+        if s in present:
+            return s
+    others = sorted(present - {"train"})
+    if others:
+        return others[0]
+    raise DatasetError(f"the manifest has no evaluation split; splits present: {sorted(present)}")
+
+
+# ============================================================================= ImageFolder
+def scan_imagefolder(
+    root: str | Path,
+    source: str = "imagefolder",
+    numeric_map: dict[int, str] | None = None,
+    label_map: dict | None = None,
+) -> pd.DataFrame:
+    """``root/<split>/<class>/**/<image>`` -> manifest (unknown class folders give label -1, flagged later).
+
+    Split folders: ``train``/``training``, ``valid``/``val``/``validation``, ``test``, and evaluation-only
+    ``valid_*``/``test_*``. Class folders: emotion names or aliases (``angry``, ``happy``, ...), digits through
+    ``numeric_map`` (a dataset's native ids), or anything through ``label_map`` (folder -> emotion).
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), source)
+    split_dirs = sorted((d for d in root.iterdir() if d.is_dir() and _split_name(d.name)), key=lambda d: d.name)
+    if not split_dirs:
+        children = sorted(d.name for d in root.iterdir() if d.is_dir())[:10]
+        raise DatasetError(
+            f"{source}: {str(root)!r} has no split folders; expected train/ and valid/ (or test/) each holding one "
+            f"folder per class, found folders {children}; see data/README.md"
+        )
+    rows: list[dict] = []
+    for sd in split_dirs:
+        split = _split_name(sd.name)
+        class_dirs = sorted(d for d in sd.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not class_dirs:
+            raise DatasetError(
+                f"{source}: split folder {str(sd)!r} holds no class folders; expected {sd}/<class>/<image> "
+                f"with class names such as {list(L.EMOTIONS_7)}"
+            )
+        for cd in class_dirs:
+            label, name = _resolve_label(cd.name, numeric_map, label_map)
+            for dirpath, dirnames, filenames in os.walk(cd):
+                dirnames.sort()
+                for fn in sorted(filenames):
+                    p = Path(dirpath) / fn
+                    if _is_image(p):
+                        rows.append({"path": str(p), "label": label, "label_name": name, "split": split})
+    return _frame(rows, source)
+
+
+def _numeric_folders(root: Path) -> set[str]:
+    out: set[str] = set()
+    for sd in root.iterdir():
+        if sd.is_dir() and _split_name(sd.name):
+            out |= {cd.name for cd in sd.iterdir() if cd.is_dir() and cd.name.isdigit()}
+    return out
+
+
+# ============================================================================= RAF-DB
+def load_rafdb(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
+    """RAF-DB basic: the native layout or the released ORSANet ImageFolder layout (detected).
+
+    Native: ``basic/EmoLabel/list_patition_label.txt`` (lines ``train_00001.jpg 5``, labels 1..7 =
+    surprise, fear, disgust, happiness, sadness, anger, neutral) and ``basic/Image/aligned/<stem>_aligned.jpg``;
+    names ``train_*`` -> split ``train``, ``test_*`` -> ``test``.
+    ImageFolder: ``train/<class>/``, ``valid/<class>/`` (or ``test/``); digit folders ``1``..``7`` use the native ids.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "rafdb")
+    label_file = _find(
+        root,
+        ["basic/EmoLabel/list_patition_label.txt", "EmoLabel/list_patition_label.txt", "list_patition_label.txt"],
+    )
+    if label_file is None:
+        digits = _numeric_folders(root)
+        if digits and not label_map and not digits <= {str(k) for k in L.RAFDB_LABELS}:
+            raise DatasetError(
+                f"rafdb: {str(root)!r} has numeric class folders {sorted(digits)}; RAF-DB ids are 1..7 "
+                f"({L.RAFDB_LABELS}); for another numbering set data.label_map (folder -> emotion)"
+            )
+        return scan_imagefolder(root, "rafdb", numeric_map=L.RAFDB_LABELS, label_map=label_map)
+    image_dir = _find(label_file.parent.parent, ["Image/aligned", "Image/Aligned", "aligned"])
+    if image_dir is None:
+        raise DatasetError(
+            f"rafdb: found {label_file} but no aligned image folder; expected {label_file.parent.parent}/Image/aligned/"
+        )
+    rows: list[dict] = []
+    for lineno, line in enumerate(label_file.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(f"rafdb: {label_file} line {lineno}: {line!r}; expected '<name>.jpg <label 1..7>'")
+        name, lab = parts[0], parts[1]
+        stem = Path(name).stem
+        path = image_dir / f"{stem}_aligned.jpg"
+        if not path.exists() and (image_dir / name).exists():
+            path = image_dir / name
+        split = "train" if stem.startswith("train") else "test" if stem.startswith("test") else None
+        if split is None:
+            raise DatasetError(f"rafdb: {label_file} line {lineno}: name {name!r} starts with neither train_ nor test_")
+        label, lname = _resolve_label(lab, L.RAFDB_LABELS, label_map)
+        rows.append({"path": str(path), "label": label, "label_name": lname, "split": split})
+    if not rows:
+        raise DatasetError(f"rafdb: {label_file} lists no images")
+    return _frame(rows, "rafdb")
+
+
+# ============================================================================= AffectNet
+def load_affectnet(root: str | Path, label_map: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """AffectNet: the annotation CSVs (detected) or an ImageFolder.
+
+    CSV: ``training.csv`` / ``validation.csv`` (also under ``Manually_Annotated_file_lists/``) with columns
+    ``subDirectory_filePath`` and ``expression`` (0..7 = neutral, happiness, sadness, surprise, fear, disgust,
+    anger, contempt; 8..10 = none/uncertain/no-face, ignored); images under ``Manually_Annotated_Images/``
+    (or ``Manually_Annotated/Manually_Annotated_Images/``, or the root). ``validation`` -> split ``valid``.
+    ImageFolder: digit folders use the native ids above.
+
+    Returns:
+        (manifest, info) with ``info["ignored_non_expression"]``, the rows with labels >= 8.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "affectnet")
+    lists = {}
+    for fname, split in (("training.csv", "train"), ("validation.csv", "valid")):
+        p = _find(root, [fname, f"Manually_Annotated_file_lists/{fname}"])
+        if p is not None:
+            lists[split] = p
+    if not lists:
+        return scan_imagefolder(root, "affectnet", numeric_map=L.AFFECTNET_LABELS, label_map=label_map), {}
+    img_root = _find(root, ["Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images"]) or root
+    rows: list[dict] = []
+    ignored = 0
+    for split, p in lists.items():
+        try:
+            df = pd.read_csv(p, usecols=["subDirectory_filePath", "expression"])
+        except ValueError as e:
+            raise DatasetError(f"affectnet: {p} lacks the columns subDirectory_filePath and expression ({e})") from None
+        expr = pd.to_numeric(df["expression"], errors="coerce")
+        if expr.isna().any():
+            bad = int(expr.isna().idxmax()) + 2
+            raise DatasetError(f"affectnet: {p} line {bad}: expression is not an integer 0..10")
+        keep = expr < 8
+        ignored += int((~keep).sum())
+        for rel, e in zip(df["subDirectory_filePath"][keep], expr[keep].astype(int)):
+            label, name = _resolve_label(int(e), L.AFFECTNET_LABELS, label_map)
+            rows.append({"path": str(img_root / str(rel)), "label": label, "label_name": name, "split": split})
+    return _frame(rows, "affectnet"), {"ignored_non_expression": ignored}
+
+
+# ============================================================================= FER2013 / FERPlus
+def _file_key(p: Path) -> str:
+    st = p.stat()
+    return hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _decode_pixel_rows(pixels: pd.Series, names: list[str], src: Path, out_dir: Path, lines: list[int]) -> None:
+    """Write each 48x48 ``pixels`` string as ``out_dir/<name>`` (PNG) through a temp folder + rename."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for pix, name, ln in zip(pixels, names, lines):
+            try:
+                arr = np.array(str(pix).split(), dtype=np.int64)
+            except ValueError:
+                raise DatasetError(f"{src} line {ln}: pixels are not integers") from None
+            if arr.size != 48 * 48 or arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
+                raise DatasetError(f"{src} line {ln}: expected 2304 pixel values 0..255 (48x48), got {arr.size}")
+            dst = tmp / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr.reshape(48, 48).astype(np.uint8)).save(dst)  # (2304,) -> (48, 48)
+        if out_dir.exists():  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fer2013_csv_images(csv_path: Path, cache_dir: Path | None, rows_wanted: np.ndarray | None = None) -> pd.DataFrame:
+    """Decode fer2013.csv once into PNGs; returns ``row, path, emotion, Usage`` for the wanted rows."""
+    from ..paths import CACHE_DIR
+
+    try:
+        df = pd.read_csv(csv_path)
+    except Exception as e:  # noqa: BLE001 - the user's file
+        raise DatasetError(f"fer2013: cannot read {csv_path} as CSV ({e})") from None
+    missing = {"emotion", "pixels", "Usage"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"fer2013: {csv_path} lacks columns {sorted(missing)}; expected emotion, pixels, Usage")
+    df["row"] = np.arange(len(df))
+    if rows_wanted is not None:
+        df = df.iloc[rows_wanted]
+    out_dir = Path(cache_dir or CACHE_DIR / "fer2013_png") / f"{csv_path.stem}-{_file_key(csv_path)}"
+    if rows_wanted is not None:
+        out_dir = out_dir.with_name(
+            out_dir.name + "-" + hashlib.sha1(np.asarray(rows_wanted).tobytes()).hexdigest()[:8]
+        )
+    names = [f"{int(r):05d}.png" for r in df["row"]]
+    if not out_dir.exists():
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _decode_pixel_rows(df["pixels"], names, csv_path, out_dir, [int(r) + 2 for r in df["row"]])
+    df = df.drop(columns=["pixels"]).copy()
+    df["path"] = [str(out_dir / n) for n in names]
+    return df
+
+
+def _usage_split(usage: str, src: Path) -> str:
+    key = str(usage).strip().lower()
+    if key not in SPLIT_ALIASES:
+        raise DatasetError(f"{src}: Usage {usage!r} is not one of Training, PublicTest, PrivateTest")
+    return SPLIT_ALIASES[key]
+
+
+def load_fer2013(root: str | Path, label_map: dict | None = None, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """FER2013: the original ``fer2013.csv`` (decoded to PNG once, under ``cache_dir``) or class folders.
+
+    CSV: ``emotion`` (0..6 = anger, disgust, fear, happiness, sadness, surprise, neutral), ``pixels`` (2304
+    space-separated values), ``Usage`` (Training -> train, PublicTest -> valid, PrivateTest -> test).
+    Folders: ``train/<class>/``, ``valid/`` or ``test/<class>/`` (names such as ``angry``, or digits 0..6).
+    """
+    root = Path(root).expanduser().resolve()
+    csv_path = root if root.is_file() else _find(_require_dir(root, "fer2013"), ["fer2013.csv", "fer2013/fer2013.csv"])
+    if csv_path is None:
+        return scan_imagefolder(root, "fer2013", numeric_map=L.FER2013_LABELS, label_map=label_map)
+    df = _fer2013_csv_images(csv_path, Path(cache_dir) if cache_dir else None)
+    rows = []
+    for path, emo, usage in zip(df["path"], df["emotion"], df["Usage"]):
+        label, name = _resolve_label(int(emo), L.FER2013_LABELS, label_map)
+        rows.append({"path": path, "label": label, "label_name": name, "split": _usage_split(usage, csv_path)})
+    return _frame(rows, "fer2013")
+
+
+def ferplus_majority(votes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """FERPlus majority vote over the 8 emotion columns of ``fer2013new.csv``.
+
+    A row is kept when one emotion has strictly more votes than every other emotion AND than ``unknown`` and
+    ``NF`` (not a face); ties, unknown-majority and no-face rows are dropped.
+
+    Returns:
+        (keep mask (N,), canonical label ids (N,), -1 where dropped).
+    """
+    emo_cols = list(L.FERPLUS_EMOTION_COLUMNS)
+    missing = [c for c in emo_cols + list(L.FERPLUS_OTHER_COLUMNS) if c not in votes.columns]
+    if missing:
+        raise DatasetError(f"ferplus: fer2013new.csv lacks vote columns {missing}")
+    v = votes[emo_cols].to_numpy(dtype=np.float64)  # (N, 8)
+    other = votes[list(L.FERPLUS_OTHER_COLUMNS)].to_numpy(dtype=np.float64).max(axis=1)  # (N,)
+    top = v.max(axis=1)
+    winners = (v == top[:, None]).sum(axis=1)
+    keep = (top > 0) & (winners == 1) & (top > other)
+    canon = np.array([L.EMOTIONS.index(L.FERPLUS_EMOTION_COLUMNS[c]) for c in emo_cols])
+    labels = np.where(keep, canon[v.argmax(axis=1)], -1)
+    return keep, labels
+
+
+def load_ferplus(root: str | Path, cache_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """FERPlus: ``fer2013new.csv`` majority labels joined with ``fer2013.csv`` pixels (row by row) or images.
+
+    Images, when ``fer2013.csv`` is absent: ``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/`` holding the
+    files named in the ``Image name`` column (the FERPlus generator's output), also under ``data/``.
+    """
+    root = _require_dir(Path(root).expanduser().resolve(), "ferplus")
+    new_csv = _find(root, ["fer2013new.csv", "FERPlus/fer2013new.csv"])
+    if new_csv is None:
+        raise DatasetError(f"ferplus: no fer2013new.csv in {str(root)!r}; expected the FERPlus label file there")
+    votes = pd.read_csv(new_csv)
+    if "Usage" not in votes.columns:
+        raise DatasetError(f"ferplus: {new_csv} lacks the Usage column")
+    keep, labels = ferplus_majority(votes)
+    info = {"ferplus_rows": len(votes), "ferplus_dropped_vote": int((~keep).sum())}
+    old_csv = _find(root, ["fer2013.csv", "fer2013/fer2013.csv", "../fer2013.csv", "../fer2013/fer2013.csv"])
+    rows: list[dict] = []
+    idx = np.flatnonzero(keep)
+    if old_csv is not None:
+        n_old = sum(1 for _ in open(old_csv, encoding="utf-8")) - 1
+        if n_old != len(votes):
+            raise DatasetError(
+                f"ferplus: {old_csv} has {n_old} rows but {new_csv} has {len(votes)}; they must align row by row"
+            )
+        imgs = _fer2013_csv_images(old_csv, Path(cache_dir) if cache_dir else None, rows_wanted=idx)
+        paths = list(imgs["path"])
+    else:
+        folders = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
+        paths = []
+        for i in idx:
+            split = _usage_split(votes["Usage"].iloc[i], new_csv)
+            name = str(votes["Image name"].iloc[i]) if "Image name" in votes.columns else ""
+            base = _find(root, [folders[split], f"data/{folders[split]}"])
+            if base is None:
+                raise DatasetError(
+                    f"ferplus: neither fer2013.csv nor the image folder {folders[split]}/ is in {str(root)!r}"
+                )
+            paths.append(str(base / name))
+    for i, path in zip(idx, paths):
+        lab = int(labels[i])
+        rows.append(
+            {
+                "path": path,
+                "label": lab,
+                "label_name": L.EMOTIONS[lab],
+                "split": _usage_split(votes["Usage"].iloc[i], new_csv),
+            }
+        )
+    return _frame(rows, "ferplus"), info
+
+
+# ============================================================================= Occlu-FER / generic
+def load_occlufer(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
+    """Occlu-FER (ORSANet): ImageFolder ``train/<class>/``, ``valid/`` or ``test/<class>/`` with 8 named classes."""
+    root = _require_dir(Path(root).expanduser().resolve(), "occlufer")
+    digits = _numeric_folders(root)
+    if digits and not label_map:
+        raise DatasetError(
+            f"occlufer: {str(root)!r} has numeric class folders {sorted(digits)}; Occlu-FER has no published "
+            "numbering, so set data.label_map (folder -> emotion name), or rename the folders to emotion names"
+        )
+    return scan_imagefolder(root, "occlufer", label_map=label_map)
+
+
+def load_imagefolder(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
+    """Any ``root/<split>/<class>/`` tree; ``label_map`` maps folder names to emotions (aliases work without)."""
+    return scan_imagefolder(root, "imagefolder", label_map=label_map)
+
+
+def filter_by_list(manifest: pd.DataFrame, list_file: str | Path, tag_column: str = "occlusion_type") -> pd.DataFrame:
+    """Keep the rows whose file name appears in a list file (RAF-DB/FERPlus/AffectNet challenge-subset style).
+
+    Each non-empty line starts with a file name or relative path (``test_0001.jpg``); ``_aligned`` suffixes are
+    ignored on both sides. When lines carry further tokens, the last one is stored in ``tag_column`` (e.g. the
+    occlusion type of the RAF-DB occlusion list); an existing column of that name is kept.
+
+    Raises:
+        DatasetError: the list is missing or matches no row. Names not found are in ``attrs["filter_missing"]``.
+    """
+    list_file = Path(list_file)
+    if not list_file.is_file():
+        raise DatasetError(f"list file {str(list_file)!r} does not exist; expected one file name per line")
+
+    def norm(name: str) -> str:
+        stem = Path(name).stem
+        return re.sub(r"_aligned$", "", stem).lower()
+
+    wanted: dict[str, str | None] = {}
+    for line in list_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.replace(",", " ").split()
+        if parts:
+            wanted[norm(parts[0])] = parts[-1] if len(parts) > 1 else None
+    keys = manifest["path"].map(lambda p: norm(os.path.basename(str(p))))
+    mask = keys.isin(wanted)
+    if not mask.any():
+        raise DatasetError(f"list file {list_file} matches no image of the manifest ({len(wanted)} names listed)")
+    out = manifest[mask].copy()
+    tags = keys[mask].map(wanted)
+    if tags.notna().any() and tag_column not in out.columns:
+        out[tag_column] = tags.values
+    out.attrs = dict(manifest.attrs)
+    out.attrs["filter_missing"] = sorted(set(wanted) - set(keys[mask]))
+    out.attrs["filter_list"] = str(list_file)
+    return out
+
+
+# ============================================================================= validation
+def _inspect(path: str) -> dict[str, Any]:
+    """Stat, hash and fully decode one file (never raises)."""
+    info: dict[str, Any] = {"error": None, "kind": None, "mode": None, "size": 0, "sha1": None}
+    try:
+        st = os.stat(path)
+    except OSError:
+        info.update(kind="missing_file", error="missing file; expected an image there")
+        return info
+    info["size"] = st.st_size
+    info["mtime_ns"] = st.st_mtime_ns
+    if st.st_size == 0:
+        info.update(kind="zero_byte", error="zero-byte file; expected an image")
+        return info
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        info["sha1"] = hashlib.sha1(data).hexdigest()
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decodes every pixel: truncated files fail here
+            info["mode"] = img.mode
+            info["width"], info["height"] = img.size
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem
+        info.update(kind="unreadable", error=f"cannot decode ({type(e).__name__}: {e}); expected a complete image")
+    return info
+
+
+def _default_check_cache() -> Path:
+    from ..paths import CACHE_DIR
+
+    return CACHE_DIR / "image_checks.pkl"
+
+
+def _load_check_cache(path: Path | None) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f)
+        return d if isinstance(d, dict) else {}
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
+        return {}
+
+
+def inspect_files(
+    paths: list[str], cache_file: str | Path | None = "auto", workers: int | None = None, progress: bool = False
+) -> list[dict[str, Any]]:
+    """:func:`_inspect` every path, reusing results cached by (path, mtime, size); threads for the decoding."""
+    cache_path = _default_check_cache() if cache_file == "auto" else (Path(cache_file) if cache_file else None)
+    cache = _load_check_cache(cache_path)
+    out: list[dict | None] = [None] * len(paths)
+    todo: list[int] = []
+    for i, p in enumerate(paths):
+        hit = cache.get(p)
+        if hit is not None and hit.get("kind") is None:
+            try:
+                st = os.stat(p)
+                if st.st_size == hit["size"] and st.st_mtime_ns == hit.get("mtime_ns"):
+                    out[i] = hit
+                    continue
+            except OSError:
+                pass
+        todo.append(i)
+    if todo:
+        n = workers or min(8, (os.cpu_count() or 1) + 2)
+        it: Any
+        with cf.ThreadPoolExecutor(max_workers=n) as ex:
+            it = ex.map(_inspect, [paths[i] for i in todo], chunksize=64)
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(it, total=len(todo), desc="checking images", leave=False)
+            for i, info in zip(todo, it):
+                out[i] = info
+                if info["kind"] is None:
+                    cache[paths[i]] = info
+        if cache_path is not None:
+            from ..utils import atomic_write_bytes
+
+            try:
+                atomic_write_bytes(cache_path, pickle.dumps(cache, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                pass  # the cache is an optimisation only
+    return out  # type: ignore[return-value]
+
+
+def _format_problems(problems: list[dict], total_rows: int) -> str:
+    lines = [
+        f"{len(problems)} problem(s) in a manifest of {total_rows} rows "
+        f"(first {min(len(problems), MAX_LISTED_PROBLEMS)} shown):"
+    ]
+    for p in problems[:MAX_LISTED_PROBLEMS]:
+        lines.append(f"  - {p['path']}: {p['detail']}")
+    kinds = Counter(p["kind"] for p in problems)
+    lines.append("  by kind: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+    lines.append("Fix the files, or set data.on_bad='skip' to drop the bad rows (counts go to the validation report).")
+    return "\n".join(lines)
+
+
+def validate_manifest(
+    manifest: pd.DataFrame,
+    on_bad: str = "raise",
+    *,
+    num_classes: int | None = None,
+    check_images: bool = True,
+    on_overlap: str = "warn",
+    require_all_classes: bool = True,
+    cache_file: str | Path | None = "auto",
+    progress: bool = False,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Check a manifest before training; return the (possibly filtered) manifest and a report.
+
+    Problems (rows): ``missing_file``, ``zero_byte``, ``unreadable`` (PIL fully decodes every image, so
+    truncated files are caught), ``unknown_label`` (not in ``0..num_classes-1``), ``duplicate_path`` (second and
+    later occurrences), ``overlap`` (a training image with the same content, sha1, as an evaluation image; the
+    training copy is the bad row so the benchmark's test set stays intact). Dataset-level: ``empty_class`` (a
+    class without training images). Counted but allowed (converted to RGB on load): grayscale, palette, RGBA,
+    16-bit images.
+
+    Args:
+        manifest: the manifest (contract columns).
+        on_bad: ``"raise"``: one :class:`DatasetError` listing the first 20 problems and the total;
+            ``"skip"``: drop the bad rows and count them in the report.
+        num_classes: 7 or 8; ``None`` = 8 if any label is 7, else 7.
+        check_images: open and decode every file (``False``: only check that files exist).
+        on_overlap: ``"warn"`` (default: count in the report; real benchmarks such as FER2013 ship known
+            train/test duplicates, and dropping them would change the benchmark), ``"raise"`` or ``"skip"``
+            (treated like the other problems).
+        require_all_classes: an empty training class is a problem (``raise``) / a warning (``skip``).
+        cache_file: pickle of per-file check results keyed by (path, mtime, size); ``"auto"`` = under
+            ``outputs/cache/``, ``None`` = no cache.
+        progress: show a progress bar while decoding.
+
+    Returns:
+        (manifest with a ``sha1`` column and index 0..N-1, report dict).
+    """
+    if on_bad not in ("raise", "skip"):
+        raise ValueError(f"on_bad={on_bad!r} is not allowed; choose 'raise' or 'skip'")
+    if on_overlap not in ("warn", "raise", "skip"):
+        raise ValueError(f"on_overlap={on_overlap!r} is not allowed; choose 'warn', 'raise' or 'skip'")
+    missing_cols = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing_cols:
+        raise DatasetError(f"the manifest lacks columns {missing_cols}; required: {list(REQUIRED_COLUMNS)}")
+    m = manifest.reset_index(drop=True).copy()
+    n_in = len(m)
+    labels_num = pd.to_numeric(m["label"], errors="coerce").fillna(-1).astype(int)
+    if num_classes is None:
+        num_classes = 8 if (labels_num == 7).any() else 7
+    names = L.emotions(num_classes)
+    problems: list[dict] = []
+
+    def add(i: int, kind: str, detail: str) -> None:
+        problems.append(
+            {
+                "row": int(i),
+                "path": str(m.at[i, "path"]),
+                "split": str(m.at[i, "split"]),
+                "kind": kind,
+                "detail": detail,
+            }
+        )
+
+    bad_label = (labels_num < 0) | (labels_num >= num_classes)
+    for i in np.flatnonzero(bad_label.to_numpy()):
+        add(
+            i,
+            "unknown_label",
+            f"unknown label {m.at[i, 'label_name']!r} (id {m.at[i, 'label']}); expected one "
+            f"of {list(names)} (folder names may need data.label_map)",
+        )
+    dup = m["path"].duplicated(keep="first")
+    for i in np.flatnonzero(dup.to_numpy()):
+        add(i, "duplicate_path", "listed more than once; expected each image once")
+
+    converted: Counter = Counter()
+    sha1 = [None] * n_in
+    if check_images:
+        infos = inspect_files([str(p) for p in m["path"]], cache_file=cache_file, progress=progress)
+        for i, info in enumerate(infos):
+            if info["kind"] is not None:
+                add(i, info["kind"], info["error"])
+                continue
+            sha1[i] = info["sha1"]
+            mode = info["mode"]
+            if mode in _GRAY_MODES:
+                converted["grayscale"] += 1
+            elif mode in _SIXTEEN_BIT_MODES:
+                converted["16bit"] += 1
+            elif mode in ("RGBA", "PA") or mode == "LA":
+                converted["alpha"] += 1
+            elif mode == "P":
+                converted["palette"] += 1
+            elif mode != "RGB":
+                converted[f"mode_{mode}"] += 1
+    else:
+        for i, p in enumerate(m["path"]):
+            if not os.path.isfile(p):
+                add(i, "missing_file", "missing file; expected an image there")
+    m["sha1"] = sha1
+
+    # Train / evaluation overlap by content.
+    overlap_pairs: list[dict] = []
+    if check_images:
+        is_train = (m["split"] == "train").to_numpy()
+        eval_hash: dict[str, int] = {}
+        for i in np.flatnonzero(~is_train):
+            if sha1[i] is not None:
+                eval_hash.setdefault(sha1[i], int(i))
+        for i in np.flatnonzero(is_train):
+            j = eval_hash.get(sha1[i]) if sha1[i] is not None else None
+            if j is not None:
+                overlap_pairs.append(
+                    {
+                        "train": str(m.at[i, "path"]),
+                        "eval": str(m.at[j, "path"]),
+                        "eval_split": str(m.at[j, "split"]),
+                        "row": int(i),
+                    }
+                )
+        if on_overlap != "warn":
+            for o in overlap_pairs:
+                add(
+                    o["row"],
+                    "overlap",
+                    f"same content (sha1) as {o['eval_split']} image {o['eval']}; a training "
+                    "image must not appear in an evaluation split",
+                )
+
+    bad_rows = sorted({p["row"] for p in problems})
+    kept = m.drop(index=bad_rows)
+    counts = {
+        str(s): {
+            names[c]: int(n)
+            for c, n in g["label"].astype(int).value_counts().sort_index().items()
+            if 0 <= c < num_classes
+        }
+        for s, g in kept.groupby("split", sort=True)
+    }
+    empty = {s: [n for n in names if n not in c] for s, c in counts.items()}
+    empty = {s: v for s, v in empty.items() if v}
+    warnings: list[str] = []
+    if "train" not in counts:
+        warnings.append("no 'train' split")
+    if require_all_classes and "train" in empty:
+        msg = f"classes without training images: {empty['train']} (num_classes={num_classes})"
+        if on_bad == "raise":
+            problems.append(
+                {
+                    "row": -1,
+                    "path": "<dataset>",
+                    "split": "train",
+                    "kind": "empty_class",
+                    "detail": msg + "; expected every class in train/ (or set data.num_classes)",
+                }
+            )
+        else:
+            warnings.append(msg)
+    for s, v in empty.items():
+        if s != "train":
+            warnings.append(f"split {s!r} has no images of {v}")
+    if overlap_pairs and on_overlap == "warn":
+        warnings.append(f"{len(overlap_pairs)} training image(s) have the same content as an evaluation image")
+
+    report: dict[str, Any] = {
+        "rows_in": n_in,
+        "num_classes": num_classes,
+        "on_bad": on_bad,
+        "checked_images": check_images,
+        "problems_total": len(problems),
+        "problems_by_kind": dict(Counter(p["kind"] for p in problems)),
+        "problems": problems[:200],
+        "converted_to_rgb": dict(converted),
+        "overlap_train_eval": len(overlap_pairs),
+        "overlap_examples": overlap_pairs[:20],
+        "duplicate_paths": int(dup.sum()),
+        "empty_classes": empty,
+        "warnings": warnings,
+    }
+    if problems and on_bad == "raise":
+        raise DatasetError(_format_problems(problems, n_in))
+    kept = kept.reset_index(drop=True)
+    report.update(rows_out=len(kept), dropped=n_in - len(kept), class_counts=counts)
+    kept.attrs = dict(manifest.attrs)
+    kept.attrs["validation"] = report
+    return kept, report
+
+
+# ============================================================================= entry points
+_EIGHT_CLASS = {"affectnet8": 8, "affectnet7": 7}
+
+
+def _finalize(m: pd.DataFrame, num_classes: int, source: str) -> pd.DataFrame:
+    """Drop contempt for 7-class problems, fix dtypes, absolute paths, index 0..N-1."""
+    m = m.copy()
+    if "source" not in m.columns:
+        m["source"] = source
+    m["label"] = pd.to_numeric(m["label"], errors="coerce").fillna(-1).astype("int64")
+    dropped = 0
+    if num_classes == 7:
+        contempt = m["label"] == L.EMOTIONS.index("contempt")
+        dropped = int(contempt.sum())
+        m = m[~contempt]
+    m["path"] = [str(Path(p).expanduser().absolute()) for p in m["path"]]
+    m = m.reset_index(drop=True)
+    m.attrs["dropped_contempt"] = dropped
+    return m
+
+
+def build_source(
+    dataset: str,
+    data_root: str | Path = "",
+    *,
+    num_classes: int = 7,
+    label_map: dict | None = None,
+    cache_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Run one adapter (no SynthFER, no validation): ``dataset`` in ``orsalib.config.DATASETS``."""
+    if dataset in _EIGHT_CLASS and _EIGHT_CLASS[dataset] != num_classes:
+        raise DatasetError(
+            f"data.dataset={dataset!r} is a {_EIGHT_CLASS[dataset]}-class problem but data.num_classes={num_classes}; "
+            f"set data.num_classes={_EIGHT_CLASS[dataset]} (or use "
+            f"{'affectnet8' if num_classes == 8 else 'affectnet7'})"
+        )
+    if not data_root:
+        raise DatasetError(f"data.dataset={dataset!r} needs data.data_root; see data/README.md")
+    info: dict = {}
+    label_map = label_map or None
+    if dataset == "rafdb":
+        m = load_rafdb(data_root, label_map)
+    elif dataset in ("affectnet7", "affectnet8"):
+        m, info = load_affectnet(data_root, label_map)
+    elif dataset == "occlufer":
+        m = load_occlufer(data_root, label_map)
+    elif dataset == "fer2013":
+        m = load_fer2013(data_root, label_map, cache_dir)
+    elif dataset == "ferplus":
+        m, info = load_ferplus(data_root, cache_dir)
+    elif dataset == "imagefolder":
+        m = load_imagefolder(data_root, label_map)
+    else:
+        raise DatasetError(f"unknown dataset {dataset!r}; expected one of the adapters in orsalib.data.sources")
+    m = _finalize(m, num_classes, dataset)
+    m.attrs.update(info)
+    m.attrs["dataset"] = dataset
+    m.attrs["data_root"] = str(data_root)
+    return m
+
+
+def load_manifest(data_cfg: Any, seed: int = 0, validate: bool = True, **validate_kw: Any) -> pd.DataFrame:
+    """The manifest of ``data_cfg.dataset`` (SynthFER is generated on first use), validated.
+
+    Args:
+        data_cfg: an :class:`orsalib.config.DataConfig`.
+        seed: SynthFER generation seed.
+        validate: run :func:`validate_manifest` with ``on_bad=data_cfg.on_bad`` (report in ``attrs["validation"]``).
+        **validate_kw: forwarded to :func:`validate_manifest` (``on_overlap``, ``cache_file``, ...).
+
+    Raises:
+        DatasetError: bad layout, or (``on_bad="raise"``) any problem found by the validation.
+    """
+    if data_cfg.dataset == "synthfer":
+        from .synthfer import synthfer_from_config
+
+        m = synthfer_from_config(data_cfg, seed=seed)
+        m = _finalize(m, data_cfg.num_classes, "synthfer")
+        m.attrs["dataset"] = "synthfer"
+    else:
+        m = build_source(
+            data_cfg.dataset,
+            data_cfg.data_root,
+            num_classes=data_cfg.num_classes,
+            label_map=dict(data_cfg.label_map or {}),
+        )
+    if validate:
+        validate_kw.setdefault("num_classes", data_cfg.num_classes)
+        m, _ = validate_manifest(m, on_bad=data_cfg.on_bad, **validate_kw)
+    return m
+
+
+def save_manifest(manifest: pd.DataFrame, path: str | Path, report: dict | None = None) -> Path:
+    """Write the manifest CSV atomically; the validation report (given or in ``attrs``) goes beside it as
+    ``<stem>.validation.json``."""
+    from ..utils import atomic_write_json, atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, manifest.to_csv(index=False))
+    report = report if report is not None else manifest.attrs.get("validation")
+    if report is not None:
+        atomic_write_json(path.with_name(path.stem + ".validation.json"), report)
+    return path
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest CSV written by :func:`save_manifest` (checks the contract columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"manifest {str(path)!r} does not exist; build it with orsalib.data.sources.load_manifest")
+    m = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in REQUIRED_COLUMNS if c not in m.columns]
+    if missing:
+        raise DatasetError(f"manifest {path} lacks columns {missing}; required: {list(REQUIRED_COLUMNS)}")
+    m["label"] = m["label"].astype("int64")
+    return m
