@@ -209,3 +209,30 @@ def test_region_biased_loss_hand_computed():
     mixed = torch.tensor([[0.10, 0.30, 0.20], [0.30, 0.25, 0.10]])  # mean of 0 and 0.15
     assert rb(mixed, margin=0.1).item() == pytest.approx(0.075, abs=1e-6)
     assert rb(fails, margin=0.02).item() == pytest.approx(0.07, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- region-weight figures
+def test_region_weight_figure_and_table():
+    import numpy as np
+
+    from orsalib.analysis.regions import region_weight_bars, region_weight_figure, region_weight_table
+
+    torch.manual_seed(3)
+    model = create_model("ran_tiny").eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+    r = model.num_regions
+    fig = region_weight_figure(x, out["boxes"], out["alphas"], model.region_names, titles=["a", "b", "c"])
+    assert len(fig.layout.shapes) == 3 * (r - 1)  # every crop of every face; the face box only on request
+    assert len(region_weight_figure(x, out["boxes"], out["alphas"], show_face=True).layout.shapes) == 3 * r
+    groups = {"first": np.array([True, False, False]), "rest": np.array([False, True, True])}
+    table = region_weight_table(out["alphas"], model.region_names, groups)
+    assert len(table) == 2 * r
+    for _, sub in table.groupby("group"):
+        assert sub["top_share"].sum() == pytest.approx(1.0)
+    rest = table[table.group == "rest"].set_index("region")["mean_alpha"]
+    assert rest["face"] == pytest.approx(float(out["alphas"][1:, 0].mean()), abs=1e-6)
+    assert len(region_weight_bars(table).data) == 2
+    with pytest.raises(ValueError, match="same faces"):
+        region_weight_figure(x[:2], out["boxes"], out["alphas"])
