@@ -193,3 +193,36 @@ def test_flip68_used_by_flip_landmarks():
     lm = np.random.default_rng(0).uniform(size=(68, 2)).astype(np.float32)
     f = flip_landmarks(lm)
     assert np.allclose(f[:, 0], 1 - lm[FLIP_68, 0]) and np.allclose(f[:, 1], lm[FLIP_68, 1])
+
+
+def test_synthfer_flip_keeps_landmark_semantics(tmp_path):
+    """On real SynthFER priors: after a flip the subject's right-eye landmarks (36-41) still sit on the
+    right-eye parsing class (5), and the left-eye ones (42-47) on class 4."""
+    synthfer = pytest.importorskip("orsalib.data.synthfer")
+    from orsalib.data.sources import oracle_reader
+
+    m = synthfer.build_synthfer(
+        tmp_path / "sf", size=64, train_per_class=2, val_per_class=1, occlusion_prob=0.0, progress=False
+    )
+    m = m[m["split"] == "train"]
+    read = oracle_reader(m)
+
+    class Oracle:
+        keys = ("landmarks", "parsing")
+
+        def get(self, i, flipped=False):
+            lm, par = read(i)
+            return {"landmarks": lm, "parsing": par}  # no flipped entries: the dataset flips them itself
+
+    ds = LD.FERDataset(m, 64, prior_store=Oracle(), train=True, random_erasing=0.0)
+    for flip in (False, True):
+        ds.transform.sample_flip = lambda flip=flip: flip
+        hits = {5: 0, 4: 0}
+        for k in range(len(ds)):
+            s = ds[k]
+            px = (s["landmarks"].numpy() * 64).astype(int).clip(0, 63)
+            cls = s["parsing"].numpy()[px[:, 1], px[:, 0]]
+            hits[5] += int((cls[36:42] == 5).sum())
+            hits[4] += int((cls[42:48] == 4).sum())
+            assert (s["landmarks"][36:42, 0].mean() < s["landmarks"][42:48, 0].mean()).item()  # 36-41: image left
+        assert hits[5] > 0.5 * 6 * len(ds) and hits[4] > 0.5 * 6 * len(ds)

@@ -391,3 +391,22 @@ def test_fer2013_mini_real():
         assert counts["valid", name] == (86 if name == "disgust" else 200)
     rep = m.attrs["validation"]
     assert rep["problems_total"] == 0 and rep["converted_to_rgb"].get("grayscale") == 6436
+
+
+def test_data_figures_from_a_manifest(tmp_path):
+    from orsalib import viz_data
+
+    root = make_imagefolder(tmp_path / "ds", NAMED_7, n=2)
+    m = S.build_source("imagefolder", root)
+    m["occluder"] = ["none", "hand"] * (len(m) // 2)
+    t = viz_data.class_counts(m)
+    assert t["images"].sum() == len(m) and set(t["class"]) == set(L.EMOTIONS_7)
+    assert viz_data.occluder_counts(m).groupby("split")["fraction"].sum().round(6).eq(1.0).all()
+    fig = viz_data.sample_grid(m, n_per_class=2, split="valid")
+    assert sum(tr.type == "image" for tr in fig.data) == 14
+    assert len(viz_data.class_histogram(m).data) == 2 and len(viz_data.occluder_histogram(m).data) == 2
+    img = np.zeros((8, 8, 3), np.uint8)
+    par = np.zeros((8, 8), np.uint8)
+    par[2:4, 2:4] = 4
+    out = viz_data.blend_parsing(img, par)
+    assert (out[0, 0] == 0).all() and out[2, 2, 2] > 0  # only labelled pixels are tinted (eye = blue)

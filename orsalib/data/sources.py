@@ -893,3 +893,37 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         raise DatasetError(f"manifest {path} lacks columns {missing}; required: {list(REQUIRED_COLUMNS)}")
     m["label"] = m["label"].astype("int64")
     return m
+
+
+def oracle_reader(manifest: pd.DataFrame, root: str | Path | None = None):
+    """Ground-truth priors of a SynthFER-style manifest: ``read(row) -> (landmarks (68, 2) | None, parsing | None)``.
+
+    Landmarks come from ``<root>/landmarks.npy`` at ``landmarks_index`` (root: given, else the folder above the
+    ``parsing/`` folder of ``parsing_path``, else three levels above the image); parsing maps from
+    ``parsing_path``. Rows or manifests without these columns give ``None``.
+    """
+    lms = None
+    if "landmarks_index" in manifest.columns and len(manifest):
+        candidates = [Path(root)] if root else []
+        if "parsing_path" in manifest.columns:
+            candidates.append(Path(str(manifest["parsing_path"].iloc[0])).parent.parent)
+        candidates.append(Path(str(manifest["path"].iloc[0])).parents[2])
+        for c in candidates:
+            if (c / "landmarks.npy").is_file():
+                lms = np.load(c / "landmarks.npy", mmap_mode="r")
+                break
+
+    def read(i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        lm = par = None
+        if lms is not None:
+            k = manifest.at[i, "landmarks_index"]
+            if pd.notna(k) and 0 <= int(k) < len(lms):
+                lm = np.array(lms[int(k)], dtype=np.float32)
+        if "parsing_path" in manifest.columns:
+            pp = manifest.at[i, "parsing_path"]
+            if isinstance(pp, str) and pp and os.path.isfile(pp):
+                with Image.open(pp) as im:
+                    par = np.array(im)
+        return lm, par
+
+    return read
