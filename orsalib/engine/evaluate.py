@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -172,4 +174,375 @@ def predict(
     )
 
 
-__all__ = ["Predictions", "default_forward", "predict"]
+# ============================================================================= occlusion sweeps (Tables 3-4)
+@dataclass
+class EvalCondition:
+    """One evaluation condition of a sweep: a set of images and its loader.
+
+    Attributes:
+        name: column label ("clean", "rectangle 20%", "sunglasses", "real: valid_occluded", ...).
+        group: ``clean`` | ``artificial`` | ``semantic`` | ``real``.
+        kind: occlusion kind (``none`` for clean; the split or list name for real occlusion).
+        ratio: occluded fraction of the face box (None for clean, natural-size semantic and real occlusion).
+        manifest: the evaluated rows (index 0..M-1 = the ``index`` the loader yields), with ``source_index``
+            (row of the source manifest) when the rows are copies.
+        loader: yields contract batches of these rows, in order, without augmentation.
+    """
+
+    name: str
+    group: str
+    kind: str
+    ratio: float | None
+    manifest: pd.DataFrame
+    loader: Any
+
+
+@dataclass
+class SweepResult:
+    """Everything :func:`occlusion_sweep` measured (``return_details=True``)."""
+
+    long: pd.DataFrame
+    table: pd.DataFrame
+    predictions: dict[tuple[str, str], Predictions]
+    conditions: list[EvalCondition]
+
+
+def _condition_loader(rows: pd.DataFrame, cfg: Any, seed: int, device: torch.device, name: str) -> tuple[Any, Any]:
+    """A non-augmented loader over ``rows`` (index reset), priors from the prior cache when the config uses them."""
+    from ..data.loaders import build_loaders
+
+    m = rows.reset_index(drop=True).copy()
+    m["split"] = "eval"
+    store = None
+    if cfg.prior.source != "none" and cfg.prior.mode == "cached":
+        from ..priors.cache import PriorCache
+
+        store = PriorCache().ensure(m, cfg.prior, cfg.data.image_size, device)
+    loaders = build_loaders(m, cfg.data, cfg.train.batch_size, seed=seed, prior_store=store)
+    if "eval" not in loaders:  # pragma: no cover - build_loaders keys by split
+        raise RuntimeError(f"could not build the evaluation loader of condition {name!r}")
+    return loaders["eval"], store
+
+
+def _pct(r: float) -> str:
+    return f"{round(100 * r):d}%"
+
+
+def build_conditions(
+    manifest: pd.DataFrame,
+    cfg: Any,
+    ratios: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+    kinds: Sequence[str] = ("rectangle",),
+    seed: int = 0,
+    *,
+    semantic: Sequence[str] = (),
+    semantic_ratio: float | None = None,
+    real: bool | Sequence[str] = True,
+    list_files: Mapping[str, str | Path] | None = None,
+    split: str | None = None,
+    data: Any = None,
+    out_dir: str | Path | None = None,
+    device: str | torch.device = "auto",
+    max_samples: int | None = None,
+    progress: bool = False,
+) -> list[EvalCondition]:
+    """The evaluation conditions of a sweep, built once and shared by every model (identical masks).
+
+    Args:
+        manifest: the dataset manifest (index 0..N-1).
+        cfg: the run config (data, prior and train sections are used: image size, prior source, batch size).
+        ratios: artificial occlusion ratios; 0 = the clean evaluation split.
+        kinds: occluders applied at each ratio > 0 (``rectangle`` = paper Table 3; any
+            ``orsalib.data.occlusion.OCCLUSION_KINDS``).
+        seed: occlusion seed (masks are a function of (row, seed, ratio, kind)).
+        semantic: semantic occluder kinds applied at ``semantic_ratio`` (None = their natural size).
+        real: real-occlusion splits to add: True = every split named ``*occluded*`` (SynthFER ``valid_occluded``),
+            False = none, or a list of split names. Rows of such a split with an ``occluder`` tag are also
+            evaluated per tag afterwards (see :func:`occlusion_sweep`).
+        list_files: ``{name: list file}`` real-occlusion subsets of the evaluation split
+            (``orsalib.data.sources.filter_by_list``; RAF-DB/FERPlus/AffectNet challenge lists).
+        split: the evaluation split (default ``orsalib.data.sources.eval_split``: ``valid`` or ``test``).
+        data: an ``orsalib.experiment.FERData`` whose loaders are reused for the clean and real splits.
+        out_dir: where occluded copies are written (default ``outputs/cache/occluded``).
+        device: where the prior cache computes priors for the occluded copies.
+        max_samples: evaluate at most this many rows per condition (a seeded, class-stratified subset; debugging).
+    """
+    from ..data.occlusion import OCCLUSION_KINDS, occlude_manifest
+    from ..data.sources import eval_split, filter_by_list
+    from ..paths import CACHE_DIR
+    from ..utils import resolve_device
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    for k in tuple(kinds) + tuple(semantic):
+        if k not in OCCLUSION_KINDS:
+            raise ValueError(f"unknown occlusion kind {k!r}; expected one of {list(OCCLUSION_KINDS)}")
+    for r in ratios:
+        if not 0.0 <= float(r) < 1.0:
+            raise ValueError(f"occlusion ratio {r!r} must be a fraction in [0, 1)")
+    if not isinstance(manifest.index, pd.RangeIndex) or not np.array_equal(manifest.index, np.arange(len(manifest))):
+        manifest = manifest.reset_index(drop=True)
+    split = split or eval_split(manifest)
+    rows = manifest[manifest["split"] == split]
+    if rows.empty:
+        raise ValueError(f"evaluation split {split!r} is empty; splits present: {sorted(manifest['split'].unique())}")
+    if max_samples is not None and len(rows) > max_samples:
+        rows = _stratified(rows, max_samples, seed)
+    occ_dir = Path(out_dir) if out_dir is not None else CACHE_DIR / "occluded"
+    loaders = dict(getattr(data, "loaders", None) or {})
+    conds: list[EvalCondition] = []
+
+    def add_copy(name: str, group: str, kind: str, ratio: float | None, src: pd.DataFrame) -> None:
+        occ = occlude_manifest(src, ratio, kind, occ_dir, seed=seed)
+        occ = occ.reset_index(drop=True)
+        occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
+        loader, _ = _condition_loader(occ, cfg, seed, dev, name)
+        conds.append(EvalCondition(name, group, kind, ratio, occ, loader))
+
+    def add_rows(name: str, group: str, kind: str, src: pd.DataFrame, reuse: str | None = None) -> None:
+        m = src.copy()
+        m["source_index"] = np.asarray(src.index, dtype=np.int64)
+        m = m.reset_index(drop=True)
+        if reuse is not None and reuse in loaders and max_samples is None:
+            loader = loaders[reuse]  # the prepared data's loader (indices = source manifest rows)
+            m = src.copy()
+            m["source_index"] = np.asarray(src.index, dtype=np.int64)
+        else:
+            loader, _ = _condition_loader(m, cfg, seed, dev, name)
+        conds.append(EvalCondition(name, group, kind, None, m, loader))
+
+    todo: list[tuple[str, str, str, float | None]] = []  # (name, group, kind, ratio)
+    if any(float(r) == 0.0 for r in ratios):
+        todo.append(("clean", "clean", "none", None))
+    for r in (float(r) for r in ratios if float(r) > 0):
+        todo += [(f"{k} {_pct(r)}", "artificial" if k == "rectangle" else "semantic", k, r) for k in kinds]
+    todo += [(k if semantic_ratio is None else f"{k} {_pct(semantic_ratio)}", "semantic", k, semantic_ratio)
+             for k in semantic]  # fmt: skip
+    from tqdm.auto import tqdm
+
+    for name, group, kind, ratio in tqdm(todo, desc="occlusion conditions", leave=False, disable=not progress):
+        if group == "clean":
+            add_rows(name, group, kind, rows, reuse=split)
+        else:
+            add_copy(name, group, kind, ratio, rows)
+    if real:
+        present = list(manifest["split"].unique())
+        names = [s for s in present if "occluded" in str(s)] if real is True else [s for s in real if s in present]
+        for s in names:
+            part = manifest[manifest["split"] == s]
+            if max_samples is not None and len(part) > max_samples:
+                part = _stratified(part, max_samples, seed)
+            add_rows(f"real: {s}", "real", str(s), part, reuse=str(s))
+    for name, path in (list_files or {}).items():
+        add_rows(f"real: {name}", "real", str(name), filter_by_list(rows, path))
+    return conds
+
+
+def _stratified(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """A seeded, class-stratified subset of about ``n`` rows (kept in manifest order)."""
+    rng = np.random.default_rng(seed)
+    frac = n / len(rows)
+    keep = []
+    for _, g in rows.groupby("label"):
+        k = max(1, int(round(frac * len(g))))
+        keep.extend(rng.choice(g.index.to_numpy(), size=min(k, len(g)), replace=False).tolist())
+    return rows.loc[sorted(keep)]
+
+
+def _metrics_row(pred: Predictions, num_classes: int, n_boot: int, seed: int) -> dict[str, Any]:
+    rep = pred.report(num_classes)
+    lo, hi = bootstrap_ci(pred.labels, pred.preds, "accuracy", n=n_boot, seed=seed) if n_boot else (np.nan, np.nan)
+    return {
+        "n": rep["n"],
+        "accuracy": rep["accuracy"],
+        "acc_low": lo,
+        "acc_high": hi,
+        "macro_f1": rep["macro_f1"],
+        "mean_class_acc": rep["mean_class_acc"],
+    }
+
+
+def evaluate_conditions(
+    models: Mapping[str, nn.Module],
+    conditions: Sequence[EvalCondition],
+    num_classes: int,
+    *,
+    device: str | torch.device = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+    forwards: Mapping[str, Callable] | None = None,
+    by_occluder: bool = True,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Predictions]]:
+    """Evaluate every model on every condition; tidy long table + the predictions.
+
+    Returns:
+        ``(long, predictions)``: one row per (model, condition) with ``n``, ``accuracy``, ``acc_low``/``acc_high``
+        (bootstrap 95% CI, ``n_boot`` resamples, same seed for every cell), ``macro_f1``, ``mean_class_acc``;
+        real-occlusion conditions with several ``occluder`` tags get one extra row per tag (``group`` = ``real``,
+        condition ``"<condition> / <tag>"``).
+    """
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    preds: dict[tuple[str, str], Predictions] = {}
+    jobs = [(mn, c) for mn in models for c in conditions]
+    for mname, cond in tqdm(jobs, desc="evaluating", leave=False, disable=not progress):
+        fwd = (forwards or {}).get(mname)
+        p = predict(models[mname], cond.loader, device=device, forward=fwd)
+        preds[(mname, cond.name)] = p
+        base = {"model": mname, "condition": cond.name, "group": cond.group, "kind": cond.kind, "ratio": cond.ratio}
+        rows.append({**base, **_metrics_row(p, num_classes, n_boot, seed)})
+        if by_occluder and cond.group == "real" and "occluder" in cond.manifest.columns:
+            tags = _tags_of(p, cond)
+            if tags is not None and len(set(tags)) > 1:
+                for tag in sorted(set(tags)):
+                    sub = p.subset(tags == tag)
+                    rows.append({**base, "condition": f"{cond.name} / {tag}", "kind": str(tag),
+                                 **_metrics_row(sub, num_classes, n_boot, seed)})  # fmt: skip
+    return pd.DataFrame(rows), preds
+
+
+def _tags_of(p: Predictions, cond: EvalCondition) -> np.ndarray | None:
+    """The ``occluder`` tag of every prediction (looked up by the loader's ``index``)."""
+    m = cond.manifest
+    lookup = pd.Series(m["occluder"].astype(str).to_numpy(), index=m.index)
+    try:
+        return lookup.loc[p.indices].to_numpy()
+    except KeyError:
+        return None
+
+
+def sweep_table(
+    long: pd.DataFrame, metric: str = "accuracy", ci: bool = True, percent: bool = True, digits: int = 2
+) -> pd.DataFrame:
+    """Paper Table 3/4 layout: one row per model, one column per condition (sweep order), ``"acc [lo, hi]"``.
+
+    With ``ci=False`` (or a metric without interval) the cells are numbers.
+    """
+    if long.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(long["condition"]))
+    models = list(dict.fromkeys(long["model"]))
+    scale = 100.0 if percent else 1.0
+    with_ci = ci and metric == "accuracy" and {"acc_low", "acc_high"} <= set(long.columns)
+
+    def cell(r: pd.Series) -> Any:
+        v = r[metric] * scale
+        if not with_ci or pd.isna(r["acc_low"]):
+            return round(float(v), digits)
+        return f"{v:.{digits}f} [{r['acc_low'] * scale:.{digits}f}, {r['acc_high'] * scale:.{digits}f}]"
+
+    t = long.assign(_cell=long.apply(cell, axis=1)).pivot(index="model", columns="condition", values="_cell")
+    t = t.reindex(index=models, columns=order)
+    t.columns.name = None
+    return t
+
+
+def occlusion_sweep(
+    models: Mapping[str, nn.Module],
+    manifest: pd.DataFrame,
+    cfg: Any,
+    ratios: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+    kinds: Sequence[str] = ("rectangle",),
+    seed: int = 0,
+    *,
+    semantic: Sequence[str] = (),
+    semantic_ratio: float | None = None,
+    real: bool | Sequence[str] = True,
+    list_files: Mapping[str, str | Path] | None = None,
+    data: Any = None,
+    conditions: Sequence[EvalCondition] | None = None,
+    n_boot: int = 1000,
+    device: str | torch.device = "auto",
+    forwards: Mapping[str, Callable] | None = None,
+    max_samples: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    return_details: bool = False,
+) -> pd.DataFrame | SweepResult:
+    """Evaluate several models on the same validation set under artificial occlusion (paper Tables 3-4).
+
+    The clean evaluation split is occluded at each ratio in ``ratios`` (0 = clean) by every kind in ``kinds``
+    with deterministic masks (``orsalib.data.occlusion.occlude_manifest``: a function of row, seed, ratio and
+    kind), so every model sees identical pixels; priors of the occluded copies come from the prior cache. Semantic
+    occluders (``semantic``) and real-occlusion subsets (``real`` splits such as SynthFER's ``valid_occluded``,
+    broken down by ``occluder`` tag, and ``list_files`` subsets) are added as further columns.
+
+    Args:
+        models: ``{name: model}`` (workbook contract ``forward(image, priors) -> {"logits", ...}``).
+        manifest: the dataset manifest.
+        cfg: the run config (``orsalib.config.RunConfig``).
+        conditions: prebuilt conditions (:func:`build_conditions`) to reuse across calls.
+        n_boot: bootstrap resamples for the 95% CI of the accuracy (0 = none).
+        forwards: optional ``{name: forward(model, batch)}`` for models outside the contract.
+        return_details: return a :class:`SweepResult` instead of the long frame.
+
+    Returns:
+        The tidy long DataFrame (``model, condition, group, kind, ratio, n, accuracy, acc_low, acc_high, macro_f1,
+        mean_class_acc``); with ``return_details`` a :class:`SweepResult` holding it, the wide table
+        (:func:`sweep_table`), the predictions per (model, condition) and the conditions.
+    """
+    if not models:
+        raise ValueError("occlusion_sweep needs at least one model ({name: model})")
+    if conditions is None:
+        conditions = build_conditions(
+            manifest, cfg, ratios, kinds, seed, semantic=semantic, semantic_ratio=semantic_ratio, real=real,
+            list_files=list_files, data=data, out_dir=out_dir, device=device, max_samples=max_samples,
+            progress=progress,
+        )  # fmt: skip
+    long, preds = evaluate_conditions(
+        models, conditions, cfg.data.num_classes, device=device, n_boot=n_boot, seed=seed, forwards=forwards,
+        progress=progress,
+    )  # fmt: skip
+    if not return_details:
+        return long
+    return SweepResult(long=long, table=sweep_table(long), predictions=preds, conditions=list(conditions))
+
+
+def robustness_figure(long: pd.DataFrame, kind: str = "rectangle", title: str = "Accuracy vs occlusion ratio"):
+    """Plotly lines: accuracy (with bootstrap 95% CI bands) against the occlusion ratio, one line per model."""
+    import plotly.graph_objects as go
+
+    sel = long[(long["group"] == "clean") | ((long["kind"] == kind) & long["ratio"].notna())].copy()
+    sel["x"] = sel["ratio"].fillna(0.0).astype(float) * 100
+    fig = go.Figure()
+    for mname, g in sel.groupby("model", sort=False):
+        g = g.sort_values("x")
+        fig.add_trace(go.Scatter(
+            x=g["x"], y=100 * g["accuracy"], mode="lines+markers", name=str(mname),
+            error_y=dict(type="data", symmetric=False, array=100 * (g["acc_high"] - g["accuracy"]),
+                         arrayminus=100 * (g["accuracy"] - g["acc_low"])),
+        ))  # fmt: skip
+    fig.update_layout(title=title, xaxis_title=f"{kind} occlusion (% of the face)", yaxis_title="accuracy (%)",
+                      width=640, height=440)  # fmt: skip
+    return fig
+
+
+def best_vs_last(history: Sequence[Mapping[str, Any]], key: str = "val_acc") -> dict[str, Any]:
+    """Best and last epoch of a metric in a training history (``metrics.jsonl`` records), said plainly.
+
+    Returns ``{"last_epoch", "last", "best_epoch", "best", "gap"}`` (best selected on the same split, so
+    optimistic when that split is the test split).
+    """
+    recs = [r for r in history if key in r and r[key] is not None]
+    if not recs:
+        raise ValueError(f"the history holds no {key!r}; keys present: {sorted({k for r in history for k in r})}")
+    last = recs[-1]
+    best = max(recs, key=lambda r: r[key])
+    return {"last_epoch": last.get("epoch"), "last": last[key], "best_epoch": best.get("epoch"), "best": best[key],
+            "gap": best[key] - last[key]}  # fmt: skip
+
+
+__all__ = [
+    "EvalCondition",
+    "Predictions",
+    "SweepResult",
+    "best_vs_last",
+    "build_conditions",
+    "default_forward",
+    "evaluate_conditions",
+    "occlusion_sweep",
+    "predict",
+    "robustness_figure",
+    "sweep_table",
+]
