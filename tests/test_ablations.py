@@ -1,0 +1,124 @@
+"""Table 6 ablations: variant overrides, resumable runs (stub trainer), summary and ordering statement."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from orsalib import ablations as A
+from orsalib.config import load_profile
+
+
+@pytest.fixture
+def cfg():
+    return load_profile("smoke", run_name="t_ablate")
+
+
+def test_variants_apply_and_switch_the_model(cfg):
+    from orsalib.experiment import build_fer_model
+
+    A.validate_variants(cfg)
+    assert list(A.TABLE6_VARIANTS)[0] == "full" and len(A.TABLE6_VARIANTS) == 6
+    seen = set()
+    for name, ov in A.TABLE6_VARIANTS.items():
+        v = A.variant_config(cfg, ov, seed=7)
+        assert v.seed == 7 and v.model.name == cfg.model.name
+        for k, val in ov.items():
+            sec, key = k.split(".")
+            assert getattr(getattr(v, sec), key) == val
+        if name == "w/o DARELoss":
+            assert v.train.dare is False and v.model.seg_prior
+        m = build_fer_model(v)
+        sig = (m.use_seg, m.use_lm, m.cfg.multi_scale, m.cfg.landmark_reintegration, v.train.dare)
+        seen.add(sig)
+    assert len(seen) == 6  # every variant builds a different model/loss
+    assert cfg.model.seg_prior and cfg.train.dare  # the base config is untouched
+    with pytest.raises(ValueError, match="unknown config key"):
+        A.validate_variants(cfg, {"bad": {"model.nope": 1}})
+    assert A.slug("w/o DARELoss") == "wo_dareloss"
+
+
+def _fixed_frame() -> pd.DataFrame:
+    rows = []
+    for v, base in (("full", 0.8), ("w/o segmentation prior", 0.7), ("w/o DARELoss", 0.79)):
+        for s, d in ((0, -0.02), (1, 0.02)):
+            rows.append(
+                {
+                    "variant": v,
+                    "seed": s,
+                    "clean_acc": base + d,
+                    "occluded_acc": base - 0.1 + d,
+                    "real_occluded_acc": np.nan if v == "w/o DARELoss" else base - 0.2,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_summarise_fixed_frame():
+    s = A.summarise(_fixed_frame(), paper={"full": {"clean_acc": 92.28}})
+    assert list(s["variant"]) == ["full", "w/o segmentation prior", "w/o DARELoss"]
+    full = s.iloc[0]
+    assert full["n_seeds"] == 2
+    assert full["clean_acc_mean"] == pytest.approx(80.0)
+    assert full["clean_acc_std"] == pytest.approx(np.std([78.0, 82.0], ddof=1))
+    assert full["clean_acc"] == f"80.00 ± {np.std([78.0, 82.0], ddof=1):.2f}"
+    assert full["paper_clean_acc"] == 92.28 and np.isnan(full["paper_occluded_acc"])
+    assert s.iloc[2]["real_occluded_acc"] == "n/a"
+    st = A.orderings_statement(s)
+    assert "clean_acc: full > ablation holds for 2 of 2" in st
+    assert "Beyond the seed-to-seed spread: w/o segmentation prior." in st  # 10 pts > 2.8 std; 1 pt is not
+    assert "real_occluded_acc: full > ablation holds for 1 of 1" in st
+    worse = _fixed_frame()
+    worse.loc[worse.variant == "w/o DARELoss", "clean_acc"] = 0.9
+    st2 = A.orderings_statement(A.summarise(worse))
+    assert "it does not hold for w/o DARELoss" in st2
+    with pytest.raises(ValueError, match="no ablation results"):
+        A.summarise(pd.DataFrame(columns=["variant", "seed"]))
+
+
+def test_run_ablations_resumable_with_stub_trainer(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
+        split = "train" if i < 4 else ("valid" if i < 8 else "valid_occluded")
+        rows.append({"path": str(p), "label": i % 7, "label_name": "x", "split": split})
+    manifest = pd.DataFrame(rows)
+    cfg = load_profile(
+        "smoke", {"prior.source": "none", "data.image_size": 32, "model.name": "baseline_tiny"}, run_name="t_ablate"
+    )
+    data = types.SimpleNamespace(manifest=manifest, loaders={}, prior_store=None, class_names=[])
+    calls = []
+
+    def fake_train(vcfg, run_dir=None, data=None, model=None, resume=False):
+        calls.append((vcfg.seed, vcfg.train.dare, str(run_dir)))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.01 * vcfg.seed)
+        return types.SimpleNamespace(best={"val_acc": 0.5, "epoch": 1}, best_epoch=1, last={"epoch": 2})
+
+    out = tmp_path / "abl"
+    df = A.run_ablations(
+        cfg, ["full", "w/o DARELoss"], seeds=[0, 1], out_dir=out, data=data, train_fn=fake_train, progress=False
+    )
+    assert len(calls) == 4 and len(df) == 4
+    assert {c[1] for c in calls} == {True, False}
+    assert set(df.columns) >= {"variant", "seed", *A.METRICS, "best_val_acc", "train_s"}
+    assert df["clean_acc"].between(0, 1).all() and df["real_occluded_acc"].notna().all()
+    assert (df["occluded_condition"] == "rectangle 20%").all()
+    assert "wo_dareloss/seed1" in calls[-1][2]
+    df2 = A.run_ablations(
+        cfg, ["full", "w/o DARELoss"], seeds=[0, 1, 2], out_dir=out, data=data, train_fn=fake_train, progress=False
+    )
+    assert len(calls) == 6  # only the new seed trained
+    assert len(df2) == 6
+    assert len(A.read_results(out)) == 6
+    with pytest.raises(ValueError, match="unknown ablation variants"):
+        A.run_ablations(cfg, ["nope"], out_dir=out, data=data, train_fn=fake_train)
