@@ -453,16 +453,21 @@ def ran_resnet34(**kwargs: Any) -> RAN:
     return _create(dict(backbone="resnet34", crop_size=224), kwargs)
 
 
-@register_model(paper="RAN, reduced for CPU: resnet10t at half width, 48 px crops", profile="cpu")
+_CPU_BACKBONE: dict[str, Any] = {"channels": (16, 32, 64, 128), "stem_type": "", "stem_width": 32}
+_TINY_BACKBONE: dict[str, Any] = {"channels": (8, 16, 32, 64), "stem_type": "", "stem_width": 16}
+
+
+@register_model(paper="RAN, reduced for CPU: resnet10t at quarter width, 40 px crops", profile="cpu")
 def ran_cpu(**kwargs: Any) -> RAN:
-    """CPU profile: timm ``resnet10t`` with channels (32, 64, 128, 256) (256-d features), 48-pixel crops."""
-    return _create(dict(backbone="resnet10t", backbone_kwargs={"channels": (32, 64, 128, 256)}, crop_size=48), kwargs)
+    """CPU profile: timm ``resnet10t`` with channels (16, 32, 64, 128) and a plain 32-wide stem (128-d region
+    features, 256-d ``P``), 40-pixel crops (the cpu profile's faces are 64 px, so a 0.75 crop is ~48 px)."""
+    return _create(dict(backbone="resnet10t", backbone_kwargs=dict(_CPU_BACKBONE), crop_size=40), kwargs)
 
 
 @register_model(paper="RAN, smoke-test size", profile="smoke")
 def ran_tiny(**kwargs: Any) -> RAN:
-    """Smoke tests: ``resnet10t`` with channels (8, 16, 32, 64), 32-pixel crops."""
-    return _create(dict(backbone="resnet10t", backbone_kwargs={"channels": (8, 16, 32, 64)}, crop_size=32), kwargs)
+    """Smoke tests: ``resnet10t`` with channels (8, 16, 32, 64) and a plain 16-wide stem, 32-pixel crops."""
+    return _create(dict(backbone="resnet10t", backbone_kwargs=dict(_TINY_BACKBONE), crop_size=32), kwargs)
 
 
 def ran_summary(model: RAN) -> dict[str, Any]:
