@@ -266,11 +266,125 @@ def orderings_statement(summary: pd.DataFrame, metrics: Sequence[str] = METRICS,
     return "\n".join(lines)
 
 
+# ============================================================================= trained models for notebooks 50/60
+def eval_config(
+    profile: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    prior_source: str = "",
+    landmark_weights: str = "",
+    **kw: Any,
+) -> RunConfig:
+    """The run config of an evaluation notebook, with a prior source that works on the chosen data.
+
+    SynthFER's ``oracle`` priors (ground-truth landmarks and parsing) do not exist for real photographs; for any
+    other dataset the ``oracle`` default becomes ``landmark-parsing`` (MobileFaceNet-68 landmarks + rasterised
+    parsing), with the landmark weights taken from ``landmark_weights``, ``PriorConfig.landmark_weights``,
+    ``data/weights/`` or, for development, ``../shared/weights/``. Without weights a FileNotFoundError says
+    where to put them (or to pass ``prior_source="none"`` with a prior-free model).
+    """
+    from .config import load_profile
+
+    ov = dict(overrides or {})
+    if prior_source:
+        ov["prior.source"] = prior_source
+    if landmark_weights:
+        ov["prior.landmark_weights"] = landmark_weights
+    cfg = load_profile(profile, ov, **kw)
+    if cfg.data.dataset != "synthfer" and cfg.prior.source == "oracle" and not prior_source:
+        from .paths import shared_path
+        from .priors.landmarks import DEFAULT_LANDMARK_WEIGHTS
+
+        w = cfg.prior.landmark_weights or (str(DEFAULT_LANDMARK_WEIGHTS) if DEFAULT_LANDMARK_WEIGHTS.is_file() else "")
+        if not w:
+            sp = shared_path("weights", "mobilefacenet_68lm_fp16.pth.tar")
+            w = str(sp) if sp is not None else ""
+        if not w:
+            raise FileNotFoundError(
+                f"data.dataset={cfg.data.dataset!r} has no ground-truth ('oracle') priors and no landmark weights "
+                f"were found: place the MobileFaceNet-68 checkpoint at {DEFAULT_LANDMARK_WEIGHTS} (see data/README.md)"
+                ", pass landmark_weights=..., or pass prior_source='none' with a prior-free model"
+            )
+        ov.update({"prior.source": "landmark-parsing", "prior.landmark_weights": w})
+        cfg = load_profile(profile, ov, **kw)
+    return cfg
+
+
+def _train_status(run: Path) -> str:
+    """``completed`` / ``running`` (interrupted) / ``missing`` for a train folder written by ``train_fer``."""
+    import json
+
+    if not (run / "config.json").is_file() or not (run / "checkpoints" / "last.pt").is_file():
+        return "missing"
+    try:
+        status = json.loads((run / "summary.json").read_text(encoding="utf-8")).get("status", "completed")
+    except (OSError, ValueError):
+        status = "running"
+    return "completed" if status == "completed" else "running"
+
+
+def load_or_train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    train_if_missing: bool = False,
+    data: Any = None,
+    which: str = "last",
+    hint: str = "run notebooks/40_training.ipynb with the same run_name first",
+) -> tuple[Any, RunConfig, dict[str, Any]]:
+    """The trained model of ``run_dir`` (a ``train_fer`` folder), training it there first when asked.
+
+    Args:
+        cfg: the config to train with when nothing (or an interrupted run) is there; also checked against a found
+            run: a run on another dataset or class count is refused.
+        run_dir: the ``train`` folder (``outputs/<run_name>/train`` for notebook 40's model).
+        train_if_missing: train (or finish an interrupted training, resumable) with ``cfg``; otherwise a missing
+            run is a FileNotFoundError whose message is ``hint``.
+        data: prepared data for training (``orsalib.experiment.prepare_fer_data``).
+        which: ``"last"`` (honest) or ``"best"`` (selected on the evaluation split, as the release reports).
+
+    Returns:
+        ``(model in eval mode, the run's config, info)`` with ``info`` = ``{"run_dir", "trained_here", "status",
+        "epoch", "minutes"}``.
+    """
+    from . import experiment
+
+    rd = Path(run_dir)
+    status = _train_status(rd)
+    info: dict[str, Any] = {"run_dir": str(rd), "trained_here": False, "status": status, "minutes": 0.0}
+    if status == "missing" and not train_if_missing:
+        raise FileNotFoundError(f"no trained model in {rd} (expected config.json and checkpoints/last.pt): {hint}")
+    if status != "missing":
+        _, found = experiment.load_trained(rd, which="last")
+        if (found.data.dataset, found.data.num_classes) != (cfg.data.dataset, cfg.data.num_classes):
+            raise ValueError(
+                f"the model in {rd} was trained on {found.data.dataset!r} ({found.data.num_classes} classes), not on "
+                f"{cfg.data.dataset!r} ({cfg.data.num_classes} classes); point checkpoint_run at a matching run"
+            )
+    if status == "missing" or (status == "running" and train_if_missing):
+        t0 = time.perf_counter()
+        experiment.train_fer(cfg, run_dir=rd, data=data, resume=True)
+        info.update(trained_here=True, status="completed", minutes=round((time.perf_counter() - t0) / 60, 2))
+    model, run_cfg = experiment.load_trained(rd, which=which)
+    info["epoch"] = int(getattr(model, "checkpoint_epoch", 0))
+    return model, run_cfg, info
+
+
+def baseline_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the model replaced by its backbone-only baseline (``orsalib.models.baselines``)."""
+    from .models.baselines import baseline_for
+
+    return variant_config(cfg, {"model.name": baseline_for(cfg.model.name)})
+
+
 __all__ = [
     "METRICS",
     "PAPER_TABLE6",
     "PAPER_TABLE6_SOURCE",
     "TABLE6_VARIANTS",
+    "baseline_config",
+    "eval_config",
+    "load_or_train",
     "orderings_statement",
     "read_results",
     "run_ablations",

@@ -122,3 +122,14 @@ def test_run_ablations_resumable_with_stub_trainer(tmp_path):
     assert len(A.read_results(out)) == 6
     with pytest.raises(ValueError, match="unknown ablation variants"):
         A.run_ablations(cfg, ["nope"], out_dir=out, data=data, train_fn=fake_train)
+
+
+def test_load_or_train_missing_and_eval_config(tmp_path, cfg):
+    with pytest.raises(FileNotFoundError, match="run notebooks/40_training"):
+        A.load_or_train(cfg, tmp_path / "nothing")
+    base = A.baseline_config(cfg)
+    assert base.model.name == "baseline_tiny" and cfg.model.name == "orsanet_tiny"
+    e = A.eval_config("smoke", {"data.dataset": "synthfer"}, run_name="t")
+    assert e.prior.source == "oracle"
+    e2 = A.eval_config("smoke", {"data.dataset": "fer2013", "data.data_root": str(tmp_path)}, prior_source="none")
+    assert e2.prior.source == "none"

@@ -293,7 +293,8 @@ def build_conditions(
 
     def add_copy(name: str, group: str, kind: str, ratio: float | None, src: pd.DataFrame) -> None:
         occ = occlude_manifest(src, ratio, kind, occ_dir, seed=seed)
-        occ = occ.reset_index(drop=True)
+        # a copied content hash would make the prior cache serve the clean image's priors for the occluded copy
+        occ = occ.drop(columns=["sha1"], errors="ignore").reset_index(drop=True)
         occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
         loader, _ = _condition_loader(occ, cfg, seed, dev, name)
         conds.append(EvalCondition(name, group, kind, ratio, occ, loader))
