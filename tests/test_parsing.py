@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from orsalib.models.segface import SegFaceSwinB
 from orsalib.paths import shared_path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small CPU workloads: one intra-op thread (avoids OpenMP oversubscription on shared CI machines)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +83,67 @@ def test_reproduces_released_parser_features():
         out = m(ref["input"][:1])
     torch.testing.assert_close(feats, ref["parser_features"], rtol=1e-3, atol=1e-4)
     assert out.shape == (1, 11, 224, 224) and torch.isfinite(out).all()
+
+
+def test_load_segface_public_format(parser, tmp_path):
+    from orsalib.priors.landmarks import WeightsError
+    from orsalib.priors.parsing import load_segface
+
+    sd = {"module." + k: (v.half() if v.is_floating_point() else v) for k, v in parser.state_dict().items()}
+    sd = {k: v for k, v in sd.items() if "relative_position_index" not in k}  # rebuilt by the module
+    torch.save({"state_dict_backbone": sd}, tmp_path / "model_299.pt")
+    net = load_segface(tmp_path / "model_299.pt")
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    w = parser.face_decoder.nose_token.weight
+    torch.testing.assert_close(net.face_decoder.nose_token.weight, w.half().float())
+    del sd["module.linear_fuse.weight"]
+    torch.save({"state_dict_backbone": sd}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="linear_fuse.weight"):
+        load_segface(tmp_path / "bad.pt")
+
+
+@pytest.fixture(scope="module")
+def synth_landmarks(tmp_path_factory):
+    from orsalib.data.synthfer import build_synthfer
+
+    m = build_synthfer(tmp_path_factory.mktemp("sf"), size=64, train_per_class=1, val_per_class=1, progress=False)
+    lms = np.load(Path(m["parsing_path"].iloc[0]).parent.parent / "landmarks.npy")
+    return lms[m.index[m["split"] == "valid"]]  # clean faces
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def test_rasterized_parsing_layout(synth_landmarks):
+    from orsalib.priors.parsing import rasterize_parsing
+
+    for lm in synth_landmarks:
+        p = rasterize_parsing(lm, 96)
+        assert p.shape == (96, 96) and p.dtype == np.uint8
+        present = set(np.unique(p).tolist())
+        assert {0, 1, 2, 3, 4, 5, 6, 7, 9} <= present and 10 not in present
+        c = {k: _centroid(p == k) for k in (2, 3, 4, 5, 6)}
+        # LaPa "left" = subject's left = image right
+        assert c[4][0] > c[5][0] and c[2][0] > c[3][0]
+        assert max(c[2][1], c[3][1]) < min(c[4][1], c[5][1]) < c[6][1]
+        lips = np.isin(p, (7, 8, 9))
+        assert _centroid(lips)[1] > c[6][1]
+
+
+def test_rasterized_parsing_flip_equivariance(synth_landmarks):
+    from orsalib.data.transforms import flip_landmarks, flip_parsing
+    from orsalib.priors.parsing import rasterize_parsing
+
+    for lm in synth_landmarks[:3]:
+        a = flip_parsing(rasterize_parsing(lm, 64))
+        b = rasterize_parsing(flip_landmarks(lm), 64)
+        assert (a == b).mean() > 0.97  # equal up to pixel-boundary sampling
+
+
+def test_rasterized_parsing_rejects_bad_shape():
+    from orsalib.priors.parsing import rasterize_parsing
+
+    with pytest.raises(ValueError, match="68, 2"):
+        rasterize_parsing(np.zeros((5, 2)), 32)

@@ -288,6 +288,10 @@ class SegFaceSwinB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-class mask logits (B, 11, H, W) at the input resolution (argmax over dim 1 = LaPa labels)."""
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: mask logits (B, 11, H, W) and the stage-4 map (B, 1024, H/32, W/32)."""
         h, w = x.shape[-2:]
         feats = [f.permute(0, 3, 1, 2) for f in self.stage_features(x)]  # channels-first (B, C_i, H_i, W_i)
         size = feats[0].shape[-2:]
@@ -301,4 +305,4 @@ class SegFaceSwinB(nn.Module):
         masks = self.face_decoder(emb, pe)  # (B, 11, H, W) for inputs divisible by 32
         if masks.shape[-2:] != (h, w):
             masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
-        return masks
+        return masks, feats[-1]

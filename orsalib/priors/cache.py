@@ -1,0 +1,396 @@
+"""PriorCache: compute the frozen priors of a manifest once, store them on disk, read them memory-mapped.
+
+The released ORSANet recomputes its frozen prior networks on every forward pass (twice per step under SAM);
+the cache computes them once per image and once per flipped image (DESIGN.md: the main speed lever).
+
+Layout::
+
+    <root>/<source>-<weights id>/<image size>/
+        shards/<shard id>/<prior key>.npy        (n, ...) priors of the shard's n unique samples
+                          <prior key>__flip.npy  the same for the horizontally flipped images
+                          meta.json              sample keys, prior keys, dtypes, SHA-1 of every .npy (written last)
+        index-<manifest hash>.json               manifest row -> (shard, position), one per manifest
+        .lock
+
+- Samples are keyed by content: the SHA-1 of the image file's bytes (for ``oracle``, combined with the ground
+  truth), so identical images share a slot across manifests and a changed file is recomputed.
+- The weights hash is part of the folder name: a cache built with one weights file is never read for another.
+- Shards are computed and written one at a time, each atomically (temp folder + rename) with checksums: a killed
+  build keeps its finished shards and resumes; a corrupted shard fails its checksum and is recomputed.
+- Feature maps are stored as float16 by default (``feature_dtype``) to halve the disk/RAM footprint; landmarks
+  stay float32 and parsing maps uint8.
+
+Cached (default, ``prior.mode="cached"``) vs released (``prior.mode="released"``): see
+:mod:`orsalib.priors.sources` (:class:`~orsalib.priors.sources.InModelPriors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..paths import CACHE_DIR
+from ..utils import atomic_write_json
+from .sources import PriorSource, get_prior_source
+
+__all__ = ["CACHE_VERSION", "PriorCache", "PriorStore", "cli_main", "image_sha1"]
+
+CACHE_VERSION = 1
+_FEATURE_KEYS = ("landmark_features", "parser_features")
+
+
+def image_sha1(path: str | Path) -> str:
+    """Hex SHA-1 of an image file's bytes (the content key of the cache)."""
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"prior cache: image {str(path)!r} of the manifest does not exist") from None
+    return h.hexdigest()
+
+
+def _file_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_resized(path: str | Path, size: int) -> np.ndarray:
+    """Decode an image to uint8 RGB and resize it to (size, size) bilinearly, as the training dataset does."""
+    from ..data.transforms import read_rgb
+
+    try:
+        img = read_rgb(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"prior cache: cannot decode image {str(path)!r}: {e}") from e
+    if img.shape[:2] != (size, size):
+        img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+    return img
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - non-POSIX
+            pass
+        yield
+
+
+# ----------------------------------------------------------------------------- the store
+class PriorStore:
+    """Read access to the cached priors of one manifest: ``store.get(i, flipped=False) -> dict``.
+
+    Arrays are opened memory-mapped on first use (and reopened in DataLoader workers after pickling).
+
+    Attributes:
+        keys: the prior keys held.
+        path: the store folder (None for an empty store).
+        has_flip: whether the priors of the flipped images are stored.
+        stats: what the last :meth:`PriorCache.ensure` did (computed / reused samples, seconds, ...).
+    """
+
+    def __init__(
+        self, path: Path | None, shards: list[str], slots: np.ndarray, keys: tuple[str, ...], has_flip: bool,
+        stats: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        self.path = path
+        self.shards = list(shards)
+        self.slots = np.asarray(slots, dtype=np.int64).reshape(-1, 2)  # (N, 2): (shard number, position)
+        self.keys = tuple(keys)
+        self.has_flip = bool(has_flip)
+        self.stats = dict(stats or {})
+        self._arrays: dict[tuple[int, str], np.ndarray] = {}
+
+    @classmethod
+    def empty(cls, n: int) -> PriorStore:
+        """A store with no priors for ``n`` rows (source ``none``)."""
+        return cls(None, [], np.zeros((n, 2), dtype=np.int64), (), True, {"computed": 0, "reused": 0})
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}  # memory maps are reopened in the receiving process
+        return state
+
+    def _array(self, shard: int, name: str) -> np.ndarray:
+        key = (shard, name)
+        if key not in self._arrays:
+            self._arrays[key] = np.load(self.path / "shards" / self.shards[shard] / f"{name}.npy", mmap_mode="r")
+        return self._arrays[key]
+
+    def get(self, i: int, flipped: bool = False) -> dict[str, np.ndarray]:
+        """Priors of manifest row ``i`` (of the horizontally flipped image when ``flipped``); read-only arrays."""
+        if not 0 <= i < len(self.slots):
+            raise IndexError(f"prior store has {len(self.slots)} rows, asked for row {i}")
+        if flipped and not self.has_flip:
+            raise KeyError("this prior store holds no flipped priors (built with prior.cache_flip=False)")
+        shard, pos = (int(v) for v in self.slots[i])
+        suffix = "__flip" if flipped else ""
+        return {k: self._array(shard, k + suffix)[pos] for k in self.keys}
+
+    def nbytes(self) -> int:
+        """Bytes on disk of the shards this store reads."""
+        if self.path is None:
+            return 0
+        total = 0
+        for s in set(self.shards):
+            total += sum(f.stat().st_size for f in (self.path / "shards" / s).glob("*") if f.is_file())
+        return total
+
+    def __repr__(self) -> str:
+        return f"PriorStore(rows={len(self)}, keys={self.keys}, flip={self.has_flip}, path={self.path})"
+
+
+# ----------------------------------------------------------------------------- the cache
+class PriorCache:
+    """Build-once prior storage.
+
+    Args:
+        root: cache root (default ``outputs/cache/priors``).
+        shard_size: unique samples per shard (the unit of atomic writes and of resumption).
+        feature_dtype: storage dtype of feature-map priors (``"float16"`` or ``"float32"``).
+        verify: check every shard's SHA-1 checksums when opening a store (detects corruption).
+    """
+
+    def __init__(
+        self, root: str | Path = CACHE_DIR / "priors", shard_size: int = 512, feature_dtype: str = "float16",
+        verify: bool = True,
+    ) -> None:  # fmt: skip
+        if feature_dtype not in ("float16", "float32"):
+            raise ValueError(f"feature_dtype={feature_dtype!r}; choose 'float16' or 'float32'")
+        if shard_size < 1:
+            raise ValueError(f"shard_size={shard_size!r} must be >= 1")
+        self.root = Path(root).expanduser()
+        self.shard_size = int(shard_size)
+        self.feature_dtype = feature_dtype
+        self.verify = verify
+
+    def store_dir(self, source: PriorSource, image_size: int) -> Path:
+        """``<root>/<source>-<weights id>/<image size>``."""
+        return self.root / f"{source.name}-{source.weights_id or 'none'}" / str(int(image_size))
+
+    # -------------------------------------------------------------- shards
+    def _shard_ok(self, d: Path, keys: tuple[str, ...], flip: bool) -> list[str] | None:
+        """Sample keys of a valid shard, or None (missing/corrupt/stale)."""
+        try:
+            meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if meta.get("version") != CACHE_VERSION or tuple(meta.get("prior_keys", ())) != keys:
+            return None
+        if meta.get("feature_dtype") != self.feature_dtype or (flip and not meta.get("flip")):
+            return None
+        files = meta.get("files", {})
+        for name in [k + s for k in keys for s in ("", "__flip") if s == "" or meta.get("flip")]:
+            f = d / f"{name}.npy"
+            if f"{name}.npy" not in files or not f.is_file():
+                return None
+            if f.stat().st_size != files[f"{name}.npy"]["bytes"]:
+                return None
+            if self.verify and _file_sha1(f) != files[f"{name}.npy"]["sha1"]:
+                return None
+        return list(meta["samples"])
+
+    def _write_shard(self, shards_dir: Path, samples: list[str], arrays: dict[str, np.ndarray], meta: dict) -> str:
+        name = hashlib.sha1("\n".join(samples).encode()).hexdigest()[:20]
+        final = shards_dir / name
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=shards_dir))
+        try:
+            files = {}
+            for k, arr in arrays.items():
+                f = tmp / f"{k}.npy"
+                with open(f, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(arr))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                files[f"{k}.npy"] = {"sha1": _file_sha1(f), "bytes": f.stat().st_size, "shape": list(arr.shape)}
+            atomic_write_json(tmp / "meta.json", {**meta, "samples": samples, "files": files})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return name
+
+    def _cast(self, key: str, arr: np.ndarray) -> np.ndarray:
+        if key in _FEATURE_KEYS:
+            return np.asarray(arr, dtype=self.feature_dtype)
+        if key == "parsing":
+            return np.asarray(arr, dtype=np.uint8)
+        return np.asarray(arr, dtype=np.float32)
+
+    # -------------------------------------------------------------- ensure
+    def ensure(
+        self, manifest: pd.DataFrame, prior_cfg: Any, image_size: int, device: Any = "auto", progress: bool = True,
+        source: PriorSource | None = None,
+    ) -> PriorStore:  # fmt: skip
+        """The store of ``manifest``'s priors; computes (in shards) only what is not cached yet.
+
+        Args:
+            manifest: the dataset manifest (row position = sample id, as in docs/contracts.md).
+            prior_cfg: a :class:`orsalib.config.PriorConfig` (``source``, weights, ``cache_flip``, ``batch_size``),
+                a dict with those fields, or a source name.
+            image_size: the model input side; priors are computed on the image resized to it.
+            device: where the prior networks run ("auto" = CUDA when present).
+            progress: show progress bars.
+            source: use this :class:`PriorSource` instead of building one from ``prior_cfg``.
+
+        Returns:
+            a :class:`PriorStore` with ``len(store) == len(manifest)``.
+        """
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        cfg_get = (lambda k, d: prior_cfg.get(k, d)) if isinstance(prior_cfg, dict) else (
+            lambda k, d: getattr(prior_cfg, k, d))  # fmt: skip
+        flip = bool(cfg_get("cache_flip", True))
+        batch_size = int(cfg_get("batch_size", 64))
+        source = source or get_prior_source(prior_cfg, device)
+        manifest = manifest.reset_index(drop=True)
+        n = len(manifest)
+        if not source.keys:
+            return PriorStore.empty(n)
+        image_size = int(image_size)
+        if "sha1" in manifest.columns and manifest["sha1"].notna().all():
+            shas = [str(s) for s in manifest["sha1"]]
+        else:
+            paths = manifest["path"].astype(str).tolist()
+            shas = [image_sha1(p) for p in tqdm(paths, desc="hashing images", disable=not progress, leave=False)]
+        sample_keys = source.sample_keys(manifest, shas)
+        d = self.store_dir(source, image_size)
+        shards_dir = d / "shards"
+        stats: dict[str, Any] = {"rows": n, "computed": 0, "reused": 0, "recomputed_shards": 0}
+        with _locked(d):
+            shards_dir.mkdir(parents=True, exist_ok=True)
+            for tmp in shards_dir.glob(".tmp-*"):  # left by an interrupted build
+                shutil.rmtree(tmp, ignore_errors=True)
+            where: dict[str, tuple[str, int]] = {}
+            for sd in sorted(p for p in shards_dir.iterdir() if p.is_dir()):
+                samples = self._shard_ok(sd, source.keys, flip)
+                if samples is None:
+                    shutil.rmtree(sd, ignore_errors=True)
+                    stats["recomputed_shards"] += 1
+                    continue
+                for pos, key in enumerate(samples):
+                    where.setdefault(key, (sd.name, pos))
+            first_row: dict[str, int] = {}
+            for i, key in enumerate(sample_keys):
+                if key not in where and key not in first_row:
+                    first_row[key] = i
+            todo = list(first_row.items())
+            stats["computed"] = len(todo)
+            stats["reused"] = len(set(sample_keys)) - len(todo)
+            meta = {
+                "version": CACHE_VERSION, "source": source.describe(), "image_size": image_size,
+                "prior_keys": list(source.keys), "flip": flip, "feature_dtype": self.feature_dtype,
+            }  # fmt: skip
+            bar = tqdm(total=len(todo), desc=f"priors {source.name} @{image_size}", disable=not progress or not todo)
+            for s0 in range(0, len(todo), self.shard_size):
+                chunk = todo[s0 : s0 + self.shard_size]
+                parts: dict[str, list[np.ndarray]] = {}
+                for b0 in range(0, len(chunk), batch_size):
+                    batch = chunk[b0 : b0 + batch_size]
+                    rows = manifest.iloc[[i for _, i in batch]]
+                    images = np.stack([load_resized(p, image_size) for p in rows["path"]])  # (B, S, S, 3)
+                    outs = {"": source.compute(images, rows)}
+                    if flip:
+                        outs["__flip"] = source.compute_flipped(images, rows)
+                    for suffix, out in outs.items():
+                        missing = [k for k in source.keys if k not in out]
+                        if missing:
+                            raise RuntimeError(f"prior source {source.name!r} did not return {missing}")
+                        for k in source.keys:
+                            parts.setdefault(k + suffix, []).append(self._cast(k, out[k]))
+                    bar.update(len(batch))
+                samples = [key for key, _ in chunk]
+                arrays = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+                name = self._write_shard(shards_dir, samples, arrays, meta)
+                for pos, key in enumerate(samples):
+                    where[key] = (name, pos)
+            bar.close()
+            shard_names = sorted({where[k][0] for k in sample_keys})
+            number = {s: j for j, s in enumerate(shard_names)}
+            slots = np.array([[number[where[k][0]], where[k][1]] for k in sample_keys], dtype=np.int64).reshape(-1, 2)
+            mhash = hashlib.sha1("\n".join(sample_keys).encode()).hexdigest()[:16]
+            atomic_write_json(
+                d / f"index-{mhash}.json",
+                {"version": CACHE_VERSION, "rows": n, "shards": shard_names, "slots": slots.tolist(),
+                 "paths": manifest["path"].astype(str).tolist()},
+            )  # fmt: skip
+        stats["seconds"] = round(time.perf_counter() - t0, 3)
+        stats["model_calls"] = source.calls
+        return PriorStore(d, shard_names, slots, source.keys, flip, stats)
+
+
+# ----------------------------------------------------------------------------- CLI
+def cli_main(argv: list[str] | None = None) -> int:
+    """``orsa priors``: build the prior cache of a dataset (see ``orsa priors --help``)."""
+    from ..config import ConfigError, load_profile
+
+    p = argparse.ArgumentParser(prog="orsa priors", description="Compute and cache the frozen priors of a dataset.")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's / embedded SynthFER)")
+    p.add_argument("--source", default=None, help="oracle | mobilefacenet | segface | landmark-parsing | none")
+    p.add_argument("--image-size", type=int, default=None, help="model input side (default: the profile's)")
+    p.add_argument("--landmark-weights", default=None, help="MobileFaceNet-68 checkpoint (default data/weights/...)")
+    p.add_argument("--parser-weights", default=None, help="SegFace LaPa Swin-B checkpoint (default data/weights/...)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--no-flip", action="store_true", help="do not cache the priors of the flipped images")
+    p.add_argument("--cache-dir", default=None, help="cache root (default outputs/cache/priors)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    over: dict[str, Any] = {}
+    for key, val in (
+        ("data.dataset", args.dataset), ("data.data_root", args.data_root), ("data.image_size", args.image_size),
+        ("prior.source", args.source), ("prior.landmark_weights", args.landmark_weights),
+        ("prior.parser_weights", args.parser_weights), ("prior.batch_size", args.batch_size),
+    ):  # fmt: skip
+        if val is not None:
+            over[key] = val
+    if args.no_flip:
+        over["prior.cache_flip"] = False
+    try:
+        cfg = load_profile(args.profile, over, device=args.device)
+        from ..data.sources import load_manifest
+
+        manifest = load_manifest(cfg.data, seed=0)
+        cache = PriorCache(args.cache_dir) if args.cache_dir else PriorCache()
+        store = cache.ensure(manifest, cfg.prior, cfg.data.image_size, cfg.device, progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"orsa priors: error: {e}", file=sys.stderr)
+        return 2
+    s = store.stats
+    print(
+        f"priors {cfg.prior.source} @{cfg.data.image_size}px for {len(store)} rows of {cfg.data.dataset}: "
+        f"{s.get('computed', 0)} computed, {s.get('reused', 0)} reused, {store.nbytes() / 1e6:.1f} MB, "
+        f"{s.get('seconds', 0.0):.1f} s -> {store.path}"
+    )
+    return 0

@@ -1,0 +1,404 @@
+"""Prior sources behind one interface (DESIGN.md "Prior sources"; contract in docs/contracts.md "Priors").
+
+``get_prior_source(prior_cfg, device) -> PriorSource``; every source has
+
+- ``name``: the source name (``oracle``, ``mobilefacenet``, ``segface``, ``landmark-parsing``, ``none``);
+- ``keys``: the prior keys it produces (a subset of :data:`orsalib.models.PRIOR_KEYS`);
+- ``weights_id``: a hash of its weights file ("" for ``oracle`` / ``none`` / ``landmark-parsing``'s rasteriser);
+- ``compute(images, rows) -> dict[str, np.ndarray]``: priors of a batch of uint8 RGB images (B, H, W, 3) that are
+  already resized to the model input side; ``rows`` are the matching manifest rows;
+- ``compute_flipped(images, rows)``: priors of the horizontally flipped images (networks run on the flipped
+  pixels; the oracle mirrors its ground truth: x -> 1 - x with landmark ids swapped, lateral classes swapped);
+- ``sample_keys(rows, image_sha1s)``: the content keys under which the prior cache stores each row.
+
+Two ways of running the frozen prior networks (``prior.mode``):
+
+- ``"cached"`` (default): priors computed once per image (and once per flipped image) in eval mode and read
+  from :class:`orsalib.priors.cache.PriorCache` during training;
+- ``"released"``: recomputed on every forward pass, with the frozen networks following the model's train/eval
+  mode, as the released ORSANet does (BatchNorm statistics drift, Swin-B stochastic depth active, twice per step
+  under SAM). :class:`InModelPriors` wraps any workbook model that way (ORSANet also has this built in:
+  ``priors_in_model=True, prior_mode="released"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ..data.transforms import flip_landmarks, flip_parsing
+from .landmarks import (
+    DEFAULT_LANDMARK_WEIGHTS,
+    LANDMARK_ORIGIN,
+    LandmarkPredictor,
+    file_sha1,
+    load_mobilefacenet,
+    require_weights_file,
+)
+from .parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN, ParserPredictor, load_segface, rasterize_parsing_batch
+
+__all__ = [
+    "SOURCE_NAMES",
+    "InModelPriors",
+    "LandmarkParsingSource",
+    "MobileFaceNetSource",
+    "NoPriors",
+    "OracleSource",
+    "PriorSource",
+    "SegFaceSource",
+    "get_prior_source",
+]
+
+SOURCE_NAMES: tuple[str, ...] = ("oracle", "mobilefacenet", "segface", "landmark-parsing", "none")
+
+
+class PriorSource:
+    """Base class: a named producer of priors for batches of images."""
+
+    name: str = "base"
+    keys: tuple[str, ...] = ()
+    weights_id: str = ""
+
+    def __init__(self) -> None:
+        self.calls = 0  # number of compute batches run (network invocations for network sources)
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Priors of uint8 RGB images (B, H, W, 3) (resized to the model input) and their manifest rows."""
+        images = _check_images(images)
+        if len(rows) != len(images):
+            raise ValueError(f"{self.name}: {len(images)} images but {len(rows)} manifest rows")
+        self.calls += 1
+        return self._compute(images, rows)
+
+    def compute_flipped(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Priors of the horizontally flipped images (default: run :meth:`compute` on the mirrored pixels)."""
+        return self.compute(np.ascontiguousarray(_check_images(images)[:, :, ::-1]), rows)
+
+    def sample_keys(self, rows: pd.DataFrame, image_sha1s: list[str]) -> list[str]:
+        """Cache keys of the rows: the image content hash (priors depend on the pixels only)."""
+        return list(image_sha1s)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "keys": list(self.keys), "weights_id": self.weights_id}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(keys={self.keys}, weights_id={self.weights_id!r})"
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"priors need uint8 RGB images (B, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+
+class NoPriors(PriorSource):
+    """``none``: produces nothing (ablations without priors)."""
+
+    name = "none"
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {}
+
+
+# ----------------------------------------------------------------------------- oracle
+class OracleSource(PriorSource):
+    """``oracle``: SynthFER ground truth (``landmarks.npy`` at ``landmarks_index``, the ``parsing_path`` PNG).
+
+    The parsing map is resized to the image size with nearest-neighbour sampling; landmarks are size-free.
+    """
+
+    name = "oracle"
+    keys = ("landmarks", "parsing")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lms: dict[Path, np.ndarray] = {}
+
+    def _landmarks_file(self, row: pd.Series) -> Path:
+        candidates = []
+        if isinstance(row.get("parsing_path"), str) and row["parsing_path"]:
+            candidates.append(Path(row["parsing_path"]).parent.parent / "landmarks.npy")
+        candidates.append(Path(str(row["path"])).parents[2] / "landmarks.npy")
+        for c in candidates:
+            if c.is_file():
+                return c
+        raise FileNotFoundError(
+            f"oracle priors: no landmarks.npy found for {row['path']!r} (looked at {[str(c) for c in candidates]}); "
+            "the oracle source needs a SynthFER manifest (columns landmarks_index, parsing_path)"
+        )
+
+    def read_row(self, row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth of one manifest row: landmarks (68, 2) float32, parsing (h, w) uint8 at its stored size."""
+        for col in ("landmarks_index", "parsing_path"):
+            if col not in row.index or pd.isna(row[col]) or row[col] == "":
+                raise ValueError(
+                    f"oracle priors: manifest row {row['path']!r} has no {col!r}; the oracle source only works on "
+                    "SynthFER (ground-truth landmarks and parsing maps); use prior.source='mobilefacenet' etc."
+                )
+        f = self._landmarks_file(row)
+        if f not in self._lms:
+            self._lms[f] = np.load(f, mmap_mode="r")
+        lms, k = self._lms[f], int(row["landmarks_index"])
+        if not 0 <= k < len(lms):
+            raise ValueError(f"oracle priors: landmarks_index {k} of {row['path']!r} is outside {f} ({len(lms)} rows)")
+        pp = Path(row["parsing_path"])
+        if not pp.is_file():
+            raise FileNotFoundError(f"oracle priors: parsing map {str(pp)!r} of {row['path']!r} does not exist")
+        with Image.open(pp) as im:
+            par = np.asarray(im, dtype=np.uint8)
+        return np.array(lms[k], dtype=np.float32), par
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        h, w = images.shape[1:3]
+        lms, pars = [], []
+        for _, row in rows.iterrows():
+            lm, par = self.read_row(row)
+            if par.shape != (h, w):
+                par = np.asarray(Image.fromarray(par).resize((w, h), Image.NEAREST))
+            lms.append(lm)
+            pars.append(par)
+        return {"landmarks": np.stack(lms).astype(np.float32), "parsing": np.stack(pars).astype(np.uint8)}
+
+    def compute_flipped(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        out = self.compute(images, rows)
+        return {"landmarks": flip_landmarks(out["landmarks"]), "parsing": flip_parsing(out["parsing"])}
+
+    def sample_keys(self, rows: pd.DataFrame, image_sha1s: list[str]) -> list[str]:
+        """Image hash + the ground truth's content (the same pixels with other annotations get another key)."""
+        keys = []
+        for (_, row), sha in zip(rows.iterrows(), image_sha1s):
+            lm, par = self.read_row(row)
+            h = hashlib.sha1(sha.encode())
+            h.update(np.ascontiguousarray(lm).tobytes())
+            h.update(np.ascontiguousarray(par).tobytes())
+            keys.append(h.hexdigest())
+        return keys
+
+
+# ----------------------------------------------------------------------------- network sources
+class MobileFaceNetSource(PriorSource):
+    """``mobilefacenet``: landmarks (68, 2) and landmark features (512, 7, 7) from the frozen MobileFaceNet-68.
+
+    Args:
+        weights: checkpoint path ("" / None = :data:`~orsalib.priors.landmarks.DEFAULT_LANDMARK_WEIGHTS`).
+        device: where to run the network.
+        net: an already built network (then ``weights`` is not read; ``weights_id`` names it).
+        weights_id: identifier of ``net``'s weights (required with ``net``).
+    """
+
+    name = "mobilefacenet"
+    keys = ("landmarks", "landmark_features")
+
+    def __init__(
+        self, weights: str | Path | None = None, device: str | torch.device = "cpu", net: nn.Module | None = None,
+        weights_id: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.device = torch.device(device)
+        self.weights = Path(weights or DEFAULT_LANDMARK_WEIGHTS).expanduser()
+        if net is not None:
+            if not weights_id:
+                raise ValueError("MobileFaceNetSource(net=...) needs a weights_id naming the weights of that network")
+            self._predictor: LandmarkPredictor | None = LandmarkPredictor(net, self.device)
+            self.weights_id = weights_id
+        else:
+            require_weights_file(self.weights, "MobileFaceNet-68 landmark", LANDMARK_ORIGIN)
+            self._predictor = None  # loaded on first use: a fully cached run never builds the network
+            self.weights_id = file_sha1(self.weights)
+
+    @property
+    def predictor(self) -> LandmarkPredictor:
+        if self._predictor is None:
+            self._predictor = LandmarkPredictor(load_mobilefacenet(self.weights), self.device)
+        return self._predictor
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        lm, feats = self.predictor.predict(images)
+        return {"landmarks": lm, "landmark_features": feats}
+
+
+class SegFaceSource(PriorSource):
+    """``segface``: parsing labels (S, S) and Swin-B stage-4 features (1024, S/32, S/32) from frozen SegFace.
+
+    Args:
+        weights: checkpoint path ("" / None = :data:`~orsalib.priors.parsing.DEFAULT_PARSER_WEIGHTS`).
+        device: where to run the network.
+        net: an already built :class:`~orsalib.models.segface.SegFaceSwinB` (then ``weights_id`` names it).
+        weights_id: identifier of ``net``'s weights (required with ``net``).
+    """
+
+    name = "segface"
+    keys = ("parsing", "parser_features")
+
+    def __init__(
+        self, weights: str | Path | None = None, device: str | torch.device = "cpu", net: nn.Module | None = None,
+        weights_id: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.device = torch.device(device)
+        self.weights = Path(weights or DEFAULT_PARSER_WEIGHTS).expanduser()
+        if net is not None:
+            if not weights_id:
+                raise ValueError("SegFaceSource(net=...) needs a weights_id naming the weights of that network")
+            self._predictor: ParserPredictor | None = ParserPredictor(net, self.device)
+            self.weights_id = weights_id
+        else:
+            require_weights_file(self.weights, "SegFace LaPa Swin-B parser", PARSER_ORIGIN)
+            self._predictor = None
+            self.weights_id = file_sha1(self.weights)
+
+    @property
+    def predictor(self) -> ParserPredictor:
+        if self._predictor is None:
+            self._predictor = ParserPredictor(load_segface(self.weights), self.device)
+        return self._predictor
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        parsing, feats = self.predictor.predict(images)
+        return {"parsing": parsing, "parser_features": feats}
+
+
+class LandmarkParsingSource(PriorSource):
+    """``landmark-parsing``: MobileFaceNet landmarks and a parsing map rasterised from them (no parser weights).
+
+    Args:
+        landmarks: the landmark source (a :class:`MobileFaceNetSource`, or an :class:`OracleSource` to measure the
+            rasteriser itself on ground-truth landmarks).
+    """
+
+    name = "landmark-parsing"
+    keys = ("landmarks", "parsing")
+
+    def __init__(self, landmarks: PriorSource) -> None:
+        super().__init__()
+        if "landmarks" not in landmarks.keys:
+            raise ValueError(f"landmark-parsing needs a source of landmarks, got {landmarks!r}")
+        self.landmarks = landmarks
+        self.weights_id = landmarks.weights_id if landmarks.name != "oracle" else "oracle"
+
+    def _from_landmarks(self, lm: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        return {"landmarks": lm.astype(np.float32), "parsing": rasterize_parsing_batch(lm, size)}
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        lm = self.landmarks.compute(images, rows)["landmarks"]
+        return self._from_landmarks(lm, images.shape[1:3])
+
+    def compute_flipped(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        self.calls += 1
+        lm = self.landmarks.compute_flipped(_check_images(images), rows)["landmarks"]
+        return self._from_landmarks(lm, images.shape[1:3])
+
+    def sample_keys(self, rows: pd.DataFrame, image_sha1s: list[str]) -> list[str]:
+        return self.landmarks.sample_keys(rows, image_sha1s)
+
+
+# ----------------------------------------------------------------------------- factory
+def _cfg_get(cfg: Any, key: str, default: Any = "") -> Any:
+    if isinstance(cfg, dict):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def get_prior_source(prior_cfg: Any, device: str | torch.device = "auto") -> PriorSource:
+    """The prior source of a :class:`orsalib.config.PriorConfig` (or a dict with its fields, or a source name).
+
+    Network sources hash their weights file here (``weights_id``) and load the network only when they first
+    compute, so a run whose priors are all cached never builds it.
+
+    Raises:
+        ValueError: unknown source name.
+        FileNotFoundError: the weights file of a network source is missing (the message says where to get it).
+    """
+    from ..utils import resolve_device
+
+    name = prior_cfg if isinstance(prior_cfg, str) else _cfg_get(prior_cfg, "source", "oracle")
+    if name not in SOURCE_NAMES:
+        raise ValueError(f"unknown prior source {name!r}; choose one of {list(SOURCE_NAMES)}")
+    lm_w = None if isinstance(prior_cfg, str) else (_cfg_get(prior_cfg, "landmark_weights") or None)
+    par_w = None if isinstance(prior_cfg, str) else (_cfg_get(prior_cfg, "parser_weights") or None)
+    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    if name == "oracle":
+        return OracleSource()
+    if name == "none":
+        return NoPriors()
+    if name == "mobilefacenet":
+        return MobileFaceNetSource(lm_w, dev)
+    if name == "segface":
+        return SegFaceSource(par_w, dev)
+    return LandmarkParsingSource(MobileFaceNetSource(lm_w, dev))
+
+
+# ----------------------------------------------------------------------------- released mode
+class InModelPriors(nn.Module):
+    """Recompute the priors inside every forward pass, as the released ORSANet does (``prior.mode="released"``).
+
+    Wraps a workbook model ``model(image, priors) -> dict``. The frozen networks receive the model's (ImageNet-
+    normalised) input exactly as in the release: the landmark net gets it resized to 112 with
+    ``F.interpolate`` (default nearest), the parser gets it as is. With ``mode="released"`` the frozen networks
+    follow ``train()``/``eval()`` of the wrapper (BatchNorm statistics of the landmark net update, Swin-B
+    stochastic depth is active); with ``mode="cached"`` they always stay in eval mode. Their parameters never
+    receive gradients.
+
+    Args:
+        model: the wrapped model.
+        landmark_net: a :class:`~orsalib.models.mobilefacenet.MobileFaceNet` or None.
+        parser: a :class:`~orsalib.models.segface.SegFaceSwinB` or None.
+        mode: ``"released"`` or ``"cached"`` (see above).
+        routing: ``"released"`` gives ``landmark_features`` / ``parser_features``; ``"paper"`` gives ``landmarks``
+            (B, 68, 2) / ``parsing`` (B, H, W) labels.
+    """
+
+    def __init__(
+        self, model: nn.Module, landmark_net: nn.Module | None = None, parser: nn.Module | None = None,
+        mode: str = "released", routing: str = "released",
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if mode not in ("released", "cached"):
+            raise ValueError(f"InModelPriors mode={mode!r}; choose 'released' or 'cached'")
+        if routing not in ("released", "paper"):
+            raise ValueError(f"InModelPriors routing={routing!r}; choose 'released' or 'paper'")
+        self.model = model
+        self.landmark_net = landmark_net.requires_grad_(False) if landmark_net is not None else None
+        self.parser = parser.requires_grad_(False) if parser is not None else None
+        self.mode, self.routing = mode, routing
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> InModelPriors:
+        super().train(mode)
+        if self.mode == "cached":
+            for net in (self.landmark_net, self.parser):
+                if net is not None:
+                    net.eval()
+        return self
+
+    @torch.no_grad()
+    def compute(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Priors of a normalised image batch (B, 3, H, W)."""
+        out: dict[str, torch.Tensor] = {}
+        if self.landmark_net is not None:
+            coords, feats = self.landmark_net(F.interpolate(image, size=112))  # release: nearest 112
+            if self.routing == "released":
+                out["landmark_features"] = feats  # (B, 512, 7, 7)
+            else:
+                out["landmarks"] = coords.reshape(coords.shape[0], 68, 2)  # (B, 136) -> (B, 68, 2)
+        if self.parser is not None:
+            if self.routing == "released":
+                out["parser_features"] = self.parser.forward_features(image)  # (B, 1024, H/32, W/32)
+            else:
+                out["parsing"] = self.parser(image).argmax(1)  # (B, H, W)
+        return out
+
+    def forward(self, image: torch.Tensor, priors: dict[str, torch.Tensor] | None = None, **kw: Any) -> Any:
+        return self.model(image, priors={**(priors or {}), **self.compute(image)}, **kw)
