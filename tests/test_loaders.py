@@ -226,3 +226,15 @@ def test_synthfer_flip_keeps_landmark_semantics(tmp_path):
             hits[4] += int((cls[42:48] == 4).sum())
             assert (s["landmarks"][36:42, 0].mean() < s["landmarks"][42:48, 0].mean()).item()  # 36-41: image left
         assert hits[5] > 0.5 * 6 * len(ds) and hits[4] > 0.5 * 6 * len(ds)
+
+
+def test_collate_matches_default_collate(tmp_path):
+    from torch.utils.data import default_collate
+
+    m = make_manifest(tmp_path, n_train=4, n_valid=1)
+    ds = LD.FERDataset(m, 16, prior_store=FakeStore(16))
+    batch = [ds[k] for k in range(4)]
+    a, b = LD.collate(batch), default_collate(batch)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k])

@@ -24,6 +24,8 @@ from PIL import Image
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+_INV_STD = 1.0 / np.array(IMAGENET_STD, dtype=np.float32)
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
@@ -164,15 +166,15 @@ def scale_shift(
 
 # ----------------------------------------------------------------------------- tensors
 def to_tensor(image: np.ndarray, normalize: bool = True) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1], ImageNet-normalised when ``normalize``."""
-    if not image.flags.writeable or not image.flags.c_contiguous:
-        image = np.array(image, copy=True)
-    t = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)  # (3, H, W)
+    """(H, W, 3) uint8 -> (3, H, W) float in [0, 1], ImageNet-normalised when ``normalize``.
+
+    Done in numpy (single-threaded): per-sample tensors are small, and torch's intra-op threads only add
+    contention inside DataLoader workers.
+    """
+    x = image.astype(np.float32) * np.float32(1 / 255)  # (H, W, 3)
     if normalize:
-        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        t = (t - mean) / std
-    return t
+        x = (x - _MEAN) * _INV_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
 
 
 def denormalize(image: torch.Tensor) -> torch.Tensor:
@@ -189,6 +191,7 @@ def random_erase(
     ratio: tuple[float, float] = (0.3, 3.3),
     value: float = 0.0,
     generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """RandomErasing as torchvision's (the release: ``p=0.5, scale=(0.02, 0.1)``), drawing from ``generator``.
 
@@ -211,7 +214,8 @@ def random_erase(
             continue
         i = int(torch.randint(0, h - eh + 1, (1,), generator=generator).item())
         j = int(torch.randint(0, w - ew + 1, (1,), generator=generator).item())
-        image = image.clone()
+        if not inplace:
+            image = image.clone()
         image[:, i : i + eh, j : j + ew] = value
         return image
     return image
@@ -296,5 +300,5 @@ class PairedTransform:
             image, landmarks, parsing = scale_shift(image, s, (dx, dy), landmarks, parsing)
         t = to_tensor(image, self.normalize)
         if self.erasing_p > 0:
-            t = random_erase(t, self.erasing_p, generator=self.generator)
+            t = random_erase(t, self.erasing_p, generator=self.generator, inplace=True)
         return t, landmarks, parsing
