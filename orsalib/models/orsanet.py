@@ -22,7 +22,9 @@ SynthFER oracle gives).
 and makes one token per cell, so the tokens line up with the priors; ``"released"`` reproduces the raw view.
 
 Priors come as tensors from the prior cache (default) or, with ``priors_in_model=True``, from the frozen
-MobileFaceNet / SegFace networks built inside the model (released end-to-end inference on raw images).
+MobileFaceNet / SegFace networks built inside the model (released end-to-end inference on raw images; with
+the paper routing the in-model landmarks are MobileFaceNet's 68 coordinates and the parsing map is the argmax
+of SegFace's decoder).
 ``prior_mode="released"`` keeps those frozen networks in train mode when the model trains, as the release
 does (noisy, drifting priors); the default ``"cached"`` keeps them in eval mode.
 
@@ -254,13 +256,6 @@ class ORSANet(nn.Module):
 
     # ------------------------------------------------------------------ construction helpers
     def _build_prior_nets(self, use_seg: bool, use_lm: bool) -> None:
-        cfg = self.cfg
-        if cfg.prior_routing == "paper" and use_seg:
-            raise ValueError(
-                "priors_in_model=True with prior_routing='paper' needs a parsing label map, which the in-model "
-                "SegFace path does not produce (it gives backbone features); use prior_routing='released', "
-                "cached priors (priors_in_model=False), or seg_prior=False"
-            )
         if use_lm:
             from .mobilefacenet import MobileFaceNet
 
@@ -306,7 +301,10 @@ class ORSANet(nn.Module):
                 out["landmark_features"] = feats  # (B, 512, 7, 7)
                 out["landmarks"] = coords.reshape(coords.shape[0], -1, 2)  # (B, 68, 2)
             if hasattr(self, "face_segment"):
-                out["parser_features"] = self.face_segment.forward_features(image)  # (B, 1024, 7, 7)
+                if self.cfg.prior_routing == "released":
+                    out["parser_features"] = self.face_segment.forward_features(image)  # (B, 1024, 7, 7)
+                else:
+                    out["parsing"] = self.face_segment(image).argmax(1)  # (B, H, W) LaPa labels
         return out
 
     def _image_map(self, x_ir: torch.Tensor) -> torch.Tensor:
