@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -280,3 +281,26 @@ def test_sam_restores_weights_exactly_and_steps_from_them():
     assert sam2.rho == 0.05 and sam2.adaptive is False
     with pytest.raises(RuntimeError, match="without first_step"):
         sam.second_step()
+
+
+@pytest.mark.parametrize("sam", [True, False])
+def test_train_step_with_grad_scaler_and_autocast(sam):
+    # the fp16 path (GradScaler) and autocast run on CUDA in practice; their step logic is exercised here on CPU
+    from orsalib.engine.trainer import _train_step, build_optimizer
+
+    cfg = _cfg(sam=sam, grad_clip=1.0)
+    model = _model()
+    opt, sam_opt = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    batch = next(iter(_loaders()[0]))
+    before = [p.detach().clone() for p in model.parameters()]
+    crit = build_criterion(cfg)
+    fwd = lambda m, b: m(b["image"])  # noqa: E731
+    parts, logits = _train_step(
+        model, batch, crit, 1, fwd, opt, sam_opt, scaler, torch.bfloat16, cfg.grad_clip, 1, 0, Path("unused.pt")
+    )
+    assert logits.shape == (8, N_CLASSES) and "dare" in parts
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(p.grad is None for p in after)
