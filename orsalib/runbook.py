@@ -74,10 +74,32 @@ def list_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR, only: str | list | None 
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The parameters a notebook declares in its cell tagged ``parameters`` (name -> default)."""
-    import papermill as pm
+    """The parameters a notebook declares in its cell tagged ``parameters`` (name -> default source text).
 
-    return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
+    Read with ``ast`` (papermill's own inspector skips lines it cannot parse, e.g. a comment holding ``=``).
+    """
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        return {}
+    src = cells[0].source
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as e:
+        raise ValueError(f"{path}: the parameters cell is not valid Python ({e})") from None
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out[node.target.id] = ast.get_source_segment(src, node.value) if node.value else None
+        elif isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    out[t.id] = ast.get_source_segment(src, node.value)
+    return out
 
 
 def ensure_kernel() -> str:

@@ -61,8 +61,9 @@ def test_timeout_names_the_running_cell(tmp_path):
 
 
 def test_only_declared_parameters_are_injected(tmp_path):
-    nb = make_notebook(tmp_path / "10_p.ipynb", ["pass"], params='run_name: str = "x"\nepochs: int = 3')
-    assert runbook.notebook_parameters(nb) == {"run_name": '"x"', "epochs": "3"}
+    params = 'run_name: str = "x"\nepochs: int = 3  # 0 = the profile\'s value\nlr = 1e-3'
+    nb = make_notebook(tmp_path / "10_p.ipynb", ["pass"], params=params)
+    assert runbook.notebook_parameters(nb) == {"run_name": '"x"', "epochs": "3", "lr": "1e-3"}
 
 
 def test_unknown_profile_and_missing_data_root(tmp_path):
