@@ -79,3 +79,15 @@ def test_orsanet_large_trainable_flops():
     rep = count_flops(m, example_inputs(m))
     assert rep.trainable == 7_083_242_752
     assert rep.agreement < 0.02
+
+
+def test_shape_table_and_module_tree():
+    from orsalib.analysis.complexity import module_tree, shape_table
+
+    m = create_model("orsanet_tiny")
+    df = shape_table(m, depth=1)
+    rows = dict(zip(df["module"], df["output"]))
+    assert rows["ir_back"] == "(1, 64, 8, 8)" and rows["head"] == "(1, 7)"
+    assert rows["seg_fusion"] == "(1, 64, 8, 8)" and rows["pyramid_fuse"].startswith("[(1, 64)")
+    tree = module_tree(m, depth=1)
+    assert tree["params_total"].sum() == count_params(m)["total"]

@@ -279,3 +279,58 @@ def complexity_table(
 ) -> pd.DataFrame:
     """One row per registered model name: params (total / trainable) and GFLOPs per image (fvcore + torch)."""
     return pd.DataFrame([complexity_row(n, flops=flops, cross_check=cross_check, **overrides) for n in names])
+
+
+# ----------------------------------------------------------------------------- structure tables
+def module_tree(model: nn.Module, depth: int = 2) -> pd.DataFrame:
+    """Sub-modules down to ``depth`` (1 = direct children): name, type, params, trainable params."""
+    rows = []
+    for name, mod in model.named_modules():
+        level = name.count(".") + 1 if name else 0
+        if 0 < level <= depth:
+            p = count_params(mod)
+            rows.append(
+                {"module": name, "type": type(mod).__name__, "depth": level, **{f"params_{k}": v for k, v in p.items()}}
+            )
+    return pd.DataFrame(rows)
+
+
+def shape_table(model: nn.Module, inputs: tuple[Any, ...] | None = None, depth: int = 2) -> pd.DataFrame:
+    """Output shapes of every sub-module down to ``depth``, in call order, recorded by forward hooks.
+
+    Args:
+        model: any module whose forward takes ``(image, priors)`` (or ``(image,)``).
+        inputs: ``(image, priors)``; default :func:`example_inputs`.
+        depth: deepest module level to record (1 = direct children).
+    """
+    inputs = example_inputs(model) if inputs is None else tuple(inputs)
+    rows: list[dict[str, Any]] = []
+
+    def fmt(x: Any) -> str:
+        if torch.is_tensor(x):
+            return str(tuple(x.shape))
+        if isinstance(x, (list, tuple)):
+            return "[" + ", ".join(fmt(v) for v in x) + "]"
+        if isinstance(x, dict):
+            return "{" + ", ".join(f"{k}: {fmt(v)}" for k, v in x.items()) + "}"
+        return type(x).__name__
+
+    def hook(name: str):
+        def fn(mod: nn.Module, args: tuple, out: Any) -> None:
+            first = next((a for a in args if torch.is_tensor(a)), None)
+            rows.append({"module": name, "type": type(mod).__name__, "input": fmt(first), "output": fmt(out)})
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n and n.count(".") + 1 <= depth]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            priors = inputs[1] if len(inputs) > 1 else None
+            model(inputs[0], priors) if priors is not None else model(inputs[0])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return pd.DataFrame(rows)
