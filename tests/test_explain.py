@@ -136,3 +136,14 @@ def test_orsanet_attention_and_cam():
     assert E.grad_cam(m, b).shape == (2, 64, 64)
     base = create_model("baseline_tiny")
     assert E.attention_maps(base, b) is None
+
+
+def test_select_examples_and_batch_at():
+    correct = np.array([True, False, True, True, False])
+    pos = E.select_examples(correct, 2, want_correct=True, seed=0)
+    assert len(pos) == 2 and correct[pos].all() and list(pos) == sorted(pos)
+    assert list(E.select_examples(correct, 9, want_correct=False)) == [1, 4]
+    assert len(E.select_examples(np.ones(3, bool), 2, want_correct=False)) == 0
+    ds = [{"image": torch.full((3, 2, 2), float(i)), "label": torch.tensor(i)} for i in range(5)]
+    b = E.batch_at(ds, [1, 3])
+    assert b["image"].shape == (2, 3, 2, 2) and b["label"].tolist() == [1, 3]

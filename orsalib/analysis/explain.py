@@ -230,6 +230,26 @@ def grad_cam(
     return _normalise(cam.detach().cpu().numpy())
 
 
+# ----------------------------------------------------------------------------- picking samples
+def select_examples(correct: np.ndarray, n: int, want_correct: bool = True, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` seeded positions (sorted) where ``correct`` equals ``want_correct``."""
+    pool = np.flatnonzero(np.asarray(correct, dtype=bool) == want_correct)
+    if pool.size == 0 or n <= 0:
+        return np.zeros((0,), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=min(n, pool.size), replace=False))
+
+
+def batch_at(loader: Any, positions: Sequence[int]) -> dict[str, torch.Tensor]:
+    """A batch of the given positions of a non-shuffled loader's dataset (the order ``predict`` returns)."""
+    from torch.utils.data import default_collate
+
+    ds = getattr(loader, "dataset", loader)
+    if len(positions) == 0:
+        raise ValueError("batch_at needs at least one position")
+    return default_collate([ds[int(i)] for i in positions])
+
+
 # ----------------------------------------------------------------------------- figures
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
@@ -449,11 +469,13 @@ def explain_samples(
 
 __all__ = [
     "attention_maps",
+    "batch_at",
     "default_cam_target",
     "explain_samples",
     "find_last_conv",
     "grad_cam",
     "overlay_figure",
+    "select_examples",
     "to_display",
     "tsne_embedding",
     "tsne_figure",

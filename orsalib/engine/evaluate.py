@@ -296,6 +296,7 @@ def build_conditions(
         # a copied content hash would make the prior cache serve the clean image's priors for the occluded copy
         occ = occ.drop(columns=["sha1"], errors="ignore").reset_index(drop=True)
         occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
+        _share_oracle_landmarks(src, occ)
         loader, _ = _condition_loader(occ, cfg, seed, dev, name)
         conds.append(EvalCondition(name, group, kind, ratio, occ, loader))
 
@@ -336,6 +337,31 @@ def build_conditions(
     for name, path in (list_files or {}).items():
         add_rows(f"real: {name}", "real", str(name), filter_by_list(rows, path))
     return conds
+
+
+def _share_oracle_landmarks(src: pd.DataFrame, occ: pd.DataFrame) -> None:
+    """Make SynthFER's ``landmarks.npy`` reachable from the occluded copies (the oracle prior source looks for it
+    two folders above ``parsing_path``): link (or copy) the source file into the copies' folder once."""
+    import os
+    import shutil
+
+    if "parsing_path" not in src.columns or "parsing_path" not in occ.columns or occ.empty:
+        return
+    files = {Path(str(p)).parent.parent / "landmarks.npy" for p in src["parsing_path"] if isinstance(p, str) and p}
+    files = {f for f in files if f.is_file()}
+    first = next((p for p in occ["parsing_path"] if isinstance(p, str) and p), None)
+    if len(files) != 1 or first is None:
+        return
+    dst = Path(first).parent.parent / "landmarks.npy"
+    if dst.exists():
+        return
+    src_file = files.pop()
+    tmp = dst.with_name(f".landmarks.{os.getpid()}.tmp")
+    try:
+        os.link(src_file, tmp)
+    except OSError:
+        shutil.copyfile(src_file, tmp)
+    os.replace(tmp, dst)
 
 
 def _stratified(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
