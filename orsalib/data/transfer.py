@@ -608,11 +608,12 @@ def make_semisynthetic_scene(
                 break
     elif gt is not None:
         src = "given class map"
-    if gt is None:
-        gt = procedural_class_map(spec.shape, len(spec.class_names), seed=seed)
+    if gt is None:  # generated directly at the reduced size
+        shape = (-(-spec.shape[0] // downsample), -(-spec.shape[1] // downsample))
+        gt = procedural_class_map(shape, len(spec.class_names), seed=seed)
+    elif downsample > 1:
+        gt = np.asarray(gt)[::downsample, ::downsample]  # (H/k, W/k) nearest subsampling
     gt = np.asarray(gt).astype(np.int64)
-    if downsample > 1:
-        gt = gt[::downsample, ::downsample]  # (H/k, W/k) nearest subsampling
     n_cls = len(spec.class_names)
     if int(gt.max()) > n_cls or int(gt.min()) < 0:
         raise TransferDataError(f"class map labels must be 0..{n_cls} for {name}, got {gt.min()}..{gt.max()}")

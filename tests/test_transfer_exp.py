@@ -1,0 +1,95 @@
+"""Transfer experiment loop: OA/AA/kappa, the criterion, and a tiny with/without comparison through fit()."""
+
+import numpy as np
+import pytest
+import torch
+
+from orsalib import transfer_exp as X
+
+
+def test_hsi_metrics_hand_computed():
+    # 3 classes; class 2 never predicted correctly
+    y = [0, 0, 0, 1, 1, 2, 2, 2]
+    p = [0, 0, 1, 1, 1, 2, 0, 0]
+    m = X.hsi_metrics(y, p, 4)  # class 3 absent from y_true -> NaN, excluded from AA
+    # OA = 5/8; per class 2/3, 2/2, 1/3 -> AA = (2/3 + 1 + 1/3) / 3 = 2/3
+    assert m["OA"] == pytest.approx(62.5)
+    assert m["AA"] == pytest.approx(200 / 3)
+    # kappa: po = 5/8; pred marginals (4, 3, 1, 0), true (3, 2, 3, 0) -> pe = (12 + 6 + 3) / 64
+    pe = 21 / 64
+    assert m["kappa"] == pytest.approx((0.625 - pe) / (1 - pe))
+    assert np.isnan(m["per_class"][3]) and m["per_class"][1] == pytest.approx(100.0)
+    cm = np.zeros((4, 4), dtype=int)
+    for t, q in zip(y, p):
+        cm[t, q] += 1
+    c = X.metrics_from_confusion(cm)
+    for k in ("OA", "AA", "kappa"):
+        assert c[k] == pytest.approx(m[k])
+    with pytest.raises(ValueError, match="0..3"):
+        X.hsi_metrics([0, 4], [0, 1], 4)
+
+
+def test_criterion_baseline_is_ce_and_dare_adds():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5, requires_grad=True)
+    batch = {"label": torch.tensor([0, 1, 2, 3, 4, 0])}
+    base, parts = X.TransferCriterion(0.0)({"logits": logits}, batch, 0)
+    torch.testing.assert_close(base, torch.nn.functional.cross_entropy(logits, batch["label"]))
+    assert "dare" not in parts
+    with_dare, parts2 = X.TransferCriterion(0.1)({"logits": logits}, batch, 0)
+    from orsalib.losses import dare_loss
+
+    torch.testing.assert_close(with_dare, base + 0.1 * dare_loss(logits, batch["label"]))
+    assert parts2["dare"] > 0
+
+
+def test_train_configs():
+    h = X.transfer_train_config("hsi", "paper")
+    assert (h.optimizer, h.lr, h.scheduler, h.step_size, h.gamma, h.batch_size) == ("adam", 5e-4, "step", 30, 0.9, 64)
+    assert not h.sam and h.lsce_warmup_epochs == 0
+    assert X.transfer_train_config("image", "smoke", epochs=3).epochs == 3
+
+
+def test_tiny_image_comparison_table(tmp_path, monkeypatch):
+    task = X.image_task(None, "smoke")
+    assert "not CIFAR-10" in task.dataset_label
+    cfg = X.transfer_train_config("image", "smoke", max_steps_per_epoch=2)
+    runs = X.run_dare_comparison(task, {"gfnet_cifar_tiny": dict(depth=1, embed_dim=32)}, [0], cfg, "t_transfer")
+    assert list(runs.variant) == ["without", "with"]
+    assert {"top1", "top5", "best_top1", "per_class", "minutes"} <= set(runs.columns)
+    assert runs.top5.ge(runs.top1).all()
+    table = X.comparison_table(runs, "image")
+    for col in ("top1 without", "top1 with", "top1 Δ (with−without)", "top5 Δ (with−without)", "paper Δ top1"):
+        assert col in table.columns
+    assert table["paper Δ top1"].iloc[0] == pytest.approx(0.57)
+    d = X.paired_differences(runs, ["top1"])
+    assert d.top1.iloc[0] == pytest.approx(runs.top1.iloc[1] - runs.top1.iloc[0])
+    fig = X.per_class_figure(runs, task.class_names)
+    assert len(fig.data) == 2
+    summ = X.summary_numbers(runs, "image")
+    assert summ["cifar10/gfnet_cifar_tiny"]["delta"] == pytest.approx(d.top1.iloc[0], abs=1e-3)
+
+
+def test_same_seed_same_start_and_baseline_is_reproducible():
+    task = X.image_task(None, "smoke", max_train_per_class=3, max_test_per_class=2)
+    cfg = X.transfer_train_config("image", "smoke", max_steps_per_epoch=1)
+    spec = {"gfnet_cifar_tiny": dict(depth=1, embed_dim=16)}
+    a = X.run_dare_comparison(task, spec, [3], cfg, "t_transfer_a", dare_weight=0.0)
+    # dare_weight 0: both variants are the same run -> identical results
+    assert a.top1.iloc[0] == pytest.approx(a.top1.iloc[1])
+    assert a.per_class.iloc[0] == a.per_class.iloc[1] or np.allclose(
+        a.per_class.iloc[0], a.per_class.iloc[1], equal_nan=True
+    )
+
+
+def test_tiny_hsi_comparison_table():
+    task = X.hsi_task("pavia_u", "patch", profile="smoke")
+    assert task.info["band_patches"] == 7 and task.info["patch"] == 7 and "semi-synthetic" in task.dataset_label
+    cfg = X.transfer_train_config("hsi", "smoke", epochs=1, max_steps_per_epoch=2)
+    runs = X.run_dare_comparison(task, {"spectralformer_patch": dict(depth=2)}, [0], cfg, "t_transfer_h", tag="patch")
+    assert {"OA", "AA", "kappa", "best_OA", "best_kappa"} <= set(runs.columns)
+    table = X.comparison_table(runs, "hsi")
+    assert {"OA without", "OA with", "kappa Δ (with−without)", "paper baseline (OA/AA/kappa)"} <= set(table.columns)
+    assert table["paper baseline (OA/AA/kappa)"].iloc[0] == "not documented here"
+    ip = X.hsi_task("indian_pines", "pixel", profile="smoke")
+    assert ip.model_kwargs["spectralformer_pixel"]["band_patches"] == 3
