@@ -67,7 +67,7 @@ def test_tiny_image_comparison_table(tmp_path, monkeypatch):
     fig = X.per_class_figure(runs, task.class_names)
     assert len(fig.data) == 2
     summ = X.summary_numbers(runs, "image")
-    assert summ["cifar10/gfnet_cifar_tiny"]["delta"] == pytest.approx(d.top1.iloc[0], abs=1e-3)
+    assert summ["digits_standin/gfnet_cifar_tiny"]["delta"] == pytest.approx(d.top1.iloc[0], abs=1e-3)
 
 
 def test_same_seed_same_start_and_baseline_is_reproducible():
@@ -93,3 +93,13 @@ def test_tiny_hsi_comparison_table():
     assert table["paper baseline (OA/AA/kappa)"].iloc[0] == "not documented here"
     ip = X.hsi_task("indian_pines", "pixel", profile="smoke")
     assert ip.model_kwargs["spectralformer_pixel"]["band_patches"] == 3
+
+
+def test_resize_input_wrapper_for_paper_sized_models():
+    torch.manual_seed(0)
+    m = X.build_transfer_model("gfnet_cifar_tiny", {"input_size": 64, "img_size": 64, "depth": 1, "embed_dim": 16})
+    assert isinstance(m, X.ResizeInput)
+    out = m(torch.randn(2, 3, 32, 32))  # CIFAR-sized input upsampled to the model's 64 px
+    assert out["logits"].shape == (2, 10)
+    kw = X.IMAGE_PROFILES["paper"]["models"]
+    assert kw["gfnet_ti"]["input_size"] == 224 and kw["crossvit_tiny_240"]["input_size"] == 240
