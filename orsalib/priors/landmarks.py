@@ -33,6 +33,7 @@ __all__ = [
     "LandmarkPredictor",
     "WeightsError",
     "file_sha1",
+    "find_landmark_weights",
     "load_mobilefacenet",
     "load_weights_file",
     "preprocess_landmark_input",
@@ -152,6 +153,18 @@ def load_weights_file(
         )
     model.load_state_dict(sd, strict=True)
     return model
+
+
+def find_landmark_weights(explicit: str | Path = "") -> Path | None:
+    """The MobileFaceNet-68 weights to use: ``explicit`` (must exist), else the default file, else the development
+    copy in ``../shared/weights`` (when present); None when there is none."""
+    if explicit:
+        return require_weights_file(explicit, "MobileFaceNet-68 landmark", LANDMARK_ORIGIN)
+    if DEFAULT_LANDMARK_WEIGHTS.is_file():
+        return DEFAULT_LANDMARK_WEIGHTS
+    from ..paths import shared_path
+
+    return shared_path("weights", "mobilefacenet_68lm_fp16.pth.tar")
 
 
 def load_mobilefacenet(path: str | Path | None = None, device: str | torch.device = "cpu") -> MobileFaceNet:
