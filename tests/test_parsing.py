@@ -147,3 +147,23 @@ def test_rasterized_parsing_rejects_bad_shape():
 
     with pytest.raises(ValueError, match="68, 2"):
         rasterize_parsing(np.zeros((5, 2)), 32)
+
+
+def test_segface_source_outputs(parser):
+    import pandas as pd
+
+    from orsalib.priors.sources import SegFaceSource
+
+    src = SegFaceSource(net=parser, weights_id="random")
+    images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    rows = pd.DataFrame({"path": ["a.png", "b.png"]})
+    out = src.compute(images, rows)
+    assert set(out) == {"parsing", "parser_features"} and src.calls == 1
+    assert out["parsing"].shape == (2, 64, 64) and out["parsing"].dtype == np.uint8 and out["parsing"].max() <= 10
+    assert out["parser_features"].shape == (2, 1024, 2, 2)
+    flipped = src.compute_flipped(images, rows)
+    with torch.no_grad():
+        from orsalib.priors.parsing import preprocess_parser_input
+
+        direct = parser.forward_features(preprocess_parser_input(np.ascontiguousarray(images[:, :, ::-1])))
+    np.testing.assert_allclose(flipped["parser_features"], direct.numpy(), rtol=1e-4, atol=1e-4)

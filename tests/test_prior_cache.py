@@ -255,3 +255,22 @@ def test_cli_builds_cache(tmp_path, capsys):
     assert any(tmp_path.glob("oracle-none/64/index-*.json"))
     assert cli_main(["--profile", "smoke", "--source", "mobilefacenet", "--landmark-weights",
                      str(tmp_path / "missing.pth"), "--cache-dir", str(tmp_path), "--quiet"]) == 2  # fmt: skip
+
+
+def test_quality_metrics():
+    from orsalib.priors.quality import landmark_nme, mean_iou, parsing_iou, summarize_quality
+
+    rng = np.random.default_rng(0)
+    gt = rng.random((3, 68, 2))
+    iod = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)
+    shifted = gt + np.array([0.0, 1.0]) * (0.1 * iod)[:, None, None]  # every point moved by 0.1 x inter-ocular
+    np.testing.assert_allclose(landmark_nme(gt, gt), 0.0)
+    np.testing.assert_allclose(landmark_nme(shifted, gt), 0.1)
+    a = np.array([[1, 1, 2], [0, 4, 4]])
+    b = np.array([[1, 2, 2], [0, 4, 5]])
+    iou = parsing_iou(a, b)
+    assert iou[1] == 0.5 and iou[2] == 0.5 and iou[4] == 0.5 and iou[5] == 0.0 and np.isnan(iou[3])
+    assert mean_iou(a, b, classes=(1, 2)) == 0.5
+    s = summarize_quality(pd.DataFrame({"occluder": ["none", "hand", "none"], "miou": [0.5, 0.1, 0.7]}))
+    assert s.set_index("occluder").loc["none", "miou"] == pytest.approx(0.6)
+    assert s.set_index("occluder").loc["all", "n"] == 3
