@@ -106,8 +106,16 @@ def test_region_biased_loss():
 
 
 def _cfg(**kw):
-    base = dict(ce_weight=1.0, lsce_warmup_epochs=2, lsce_eps=0.2, lsce_weight=2.0, dare=True, dare_form="released",
-                dare_weight=0.1, dare_temperature=1.0)
+    base = dict(
+        ce_weight=1.0,
+        lsce_warmup_epochs=2,
+        lsce_eps=0.2,
+        lsce_weight=2.0,
+        dare=True,
+        dare_form="released",
+        dare_weight=0.1,
+        dare_temperature=1.0,
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
