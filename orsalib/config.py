@@ -20,7 +20,9 @@ PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
 DATASETS: tuple[str, ...] = (
     "synthfer", "rafdb", "affectnet7", "affectnet8", "occlufer", "fer2013", "ferplus", "imagefolder",
 )
-PRIOR_SOURCES: tuple[str, ...] = ("oracle", "mobilefacenet", "segface", "landmark-parsing", "none")
+PRIOR_SOURCES: tuple[str, ...] = (
+    "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none",
+)
 PRIOR_MODES: tuple[str, ...] = ("cached", "released")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 SCHEDULERS: tuple[str, ...] = ("exponential", "cosine", "step", "none")
@@ -93,7 +95,7 @@ class DataConfig:
 class PriorConfig:
     """Where the landmark (sparse) and parsing (dense) priors come from."""
 
-    source: str = "oracle"  # one of PRIOR_SOURCES; paper: mobilefacenet + segface
+    source: str = "oracle"  # one of PRIOR_SOURCES; paper: "mobilefacenet+segface" (both frozen nets)
     landmark_weights: str = ""  # MobileFaceNet-68 checkpoint {'state_dict': ...}; "" = data/weights/...
     parser_weights: str = ""  # SegFace LaPa Swin-B checkpoint (model_299.pt, 'state_dict_backbone')
     mode: str = "cached"  # "cached": computed once in eval mode; "released": recomputed every step in train mode
@@ -224,15 +226,15 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "seeds": [0, 1],
-        "data": dict(image_size=64, train_per_class=150, val_per_class=50, synth_size=64, occlusion_prob=0.5),
+        "data": dict(image_size=64, train_per_class=120, val_per_class=50, synth_size=64, occlusion_prob=0.5),
         "prior": dict(source="oracle", batch_size=64),
         "model": dict(name="orsanet_cpu", prior_routing="paper", drop_path=0.05),
-        "train": dict(epochs=8, batch_size=32, lr=1e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
+        "train": dict(epochs=10, batch_size=32, lr=2e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
     },
     "paper": {
         "seeds": [123],
         "data": dict(image_size=224, dataset="rafdb"),
-        "prior": dict(source="mobilefacenet"),
+        "prior": dict(source="mobilefacenet+segface"),
         "model": dict(name="orsanet_large", prior_routing="released"),
         "train": dict(),  # the dataclass defaults are the released recipe
     },

@@ -47,6 +47,7 @@ from .parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN, ParserPredictor, loa
 
 __all__ = [
     "SOURCE_NAMES",
+    "CombinedSource",
     "InModelPriors",
     "LandmarkParsingSource",
     "MobileFaceNetSource",
@@ -57,7 +58,9 @@ __all__ = [
     "get_prior_source",
 ]
 
-SOURCE_NAMES: tuple[str, ...] = ("oracle", "mobilefacenet", "segface", "landmark-parsing", "none")
+SOURCE_NAMES: tuple[str, ...] = (
+    "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none",
+)
 
 
 class PriorSource:
@@ -304,6 +307,38 @@ class LandmarkParsingSource(PriorSource):
         return self.landmarks.sample_keys(rows, image_sha1s)
 
 
+class CombinedSource(PriorSource):
+    """``mobilefacenet+segface``: both frozen networks, as the released ORSANet uses them (its released routing needs
+    ``landmark_features`` from the landmark net and ``parser_features`` from the parser).
+
+    Args:
+        parts: the sources to combine; their keys must not overlap.
+    """
+
+    def __init__(self, *parts: PriorSource) -> None:
+        super().__init__()
+        keys = [k for p in parts for k in p.keys]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"combined prior sources overlap in their keys: {keys}")
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.keys = tuple(keys)
+        self.weights_id = "+".join(p.weights_id for p in parts)
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for p in self.parts:
+            out.update(p.compute(images, rows))
+        return out
+
+    def compute_flipped(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        self.calls += 1
+        out: dict[str, np.ndarray] = {}
+        for p in self.parts:
+            out.update(p.compute_flipped(images, rows))
+        return out
+
+
 # ----------------------------------------------------------------------------- factory
 def _cfg_get(cfg: Any, key: str, default: Any = "") -> Any:
     if isinstance(cfg, dict):
@@ -337,6 +372,8 @@ def get_prior_source(prior_cfg: Any, device: str | torch.device = "auto") -> Pri
         return MobileFaceNetSource(lm_w, dev)
     if name == "segface":
         return SegFaceSource(par_w, dev)
+    if name == "mobilefacenet+segface":
+        return CombinedSource(MobileFaceNetSource(lm_w, dev), SegFaceSource(par_w, dev))
     return LandmarkParsingSource(MobileFaceNetSource(lm_w, dev))
 
 
