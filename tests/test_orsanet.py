@@ -26,7 +26,7 @@ def paper_priors(b: int = 2, s: int = 64, seed: int = 0) -> dict[str, torch.Tens
 # ----------------------------------------------------------------------------- sizes
 @pytest.mark.parametrize(
     "name, expected",
-    [("orsanet_cpu", 2_243_381), ("orsanet_tiny", 572_524), ("orsanet_cpu_baseline", 727_719),
+    [("orsanet_cpu", 1_385_861), ("orsanet_tiny", 581_292), ("orsanet_cpu_baseline", 366_975),
      ("orsanet_tiny_baseline", 90_487)],
 )  # fmt: skip
 def test_cpu_variant_param_counts_pinned(name, expected):
@@ -149,7 +149,8 @@ def test_ablation_switch_changes_output_and_params(switch):
     else:  # cross_interaction: no landmark embedding, token count T -> n everywhere
         conv = lambda c, k: c * c * k + c  # noqa: E731 - Conv1d / ConvTranspose1d (c -> c, kernel k) params
         per_stage = 3 * (1 + conv(t, 1) - conv(n, 1)) + 2 * (conv(t, 2) - conv(n, 2))
-        expected = n_params(full.lm_embed) + cfg.depth * per_stage + conv(t, 2) - conv(n, 2) + conv(t, 4) - conv(n, 4)
+        expected = n_params(full.lm_embed) + n_params(full.lm_coords) + cfg.depth * per_stage
+        expected += conv(t, 2) - conv(n, 2) + conv(t, 4) - conv(n, 4)
     assert n_params(full) - n_params(abl) == expected
     x, pri = torch.randn(2, 3, 64, 64), paper_priors()
     with torch.no_grad():

@@ -50,7 +50,7 @@ def test_notebook_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_shape(path):
-    assert re.fullmatch(r"\d\d_[a-z0-9]+(_[a-z0-9]+)+\.ipynb", path.name), "name notebooks NN_verb_object.ipynb"
+    assert re.fullmatch(r"\d\d_[a-z0-9]+(_[a-z0-9]+)*\.ipynb", path.name), "name notebooks NN_verb_object.ipynb"
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[0].cell_type == "markdown", "first cell: title, purpose, inputs, outputs"
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]

@@ -50,7 +50,7 @@ OCCLUDERS: tuple[str, ...] = ("none", "hand", "sunglasses", "mask", "scarf", "ob
 """Occluder kinds of SynthFER (``none`` = clean)."""
 OCCLUDER_KINDS: tuple[str, ...] = OCCLUDERS[1:]
 
-GENERATOR_VERSION = 1  # bump whenever the drawn bytes change (part of the cache key)
+GENERATOR_VERSION = 2  # bump whenever the drawn bytes change (part of the cache key)
 
 AUS: tuple[str, ...] = (
     "brow_raise",  # AU1+2 inner and outer brow raiser
@@ -93,7 +93,7 @@ for _row, _aus in enumerate(
     for _k, _v in _aus.items():
         _PROTOTYPES[_row, _A[_k]] = _v
 
-INTENSITY_RANGE: tuple[float, float] = (0.25, 1.0)  # expression intensity of the non-neutral classes
+INTENSITY_RANGE: tuple[float, float] = (0.45, 1.0)  # expression intensity of the non-neutral classes
 NEUTRAL_INTENSITY: float = 0.12  # neutral faces: intensity of the random action-unit noise
 AU_NOISE: float = 0.07  # scale of random spontaneous activation of every action unit
 
