@@ -16,11 +16,10 @@ import sys
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
-
     from pathlib import Path
 
     from .paths import NOTEBOOKS_DIR
+    from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
 
     nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR
     if args.list:
@@ -135,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("train", "priors"):
         import importlib
 
-        mod, fn = {"train": "orsalib.experiment:cli_train", "priors": "orsalib.priors.cache:cli_main"}[argv[0]].split(":")
+        entry = {"train": "orsalib.experiment:cli_train", "priors": "orsalib.priors.cache:cli_main"}[argv[0]]
+        mod, fn = entry.split(":")
         return int(getattr(importlib.import_module(mod), fn)(argv[1:]) or 0)
     args = parser.parse_args(argv)
     try:

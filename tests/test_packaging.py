@@ -1,10 +1,10 @@
 """The repo's own hygiene: one source of truth for dependencies, notebooks committed clean and well-formed."""
 
 import re
-import tomllib
 
 import nbformat
 import pytest
+import tomllib
 import yaml
 
 from orsalib.paths import NOTEBOOKS_DIR, REPO_ROOT

@@ -3,13 +3,15 @@ import subprocess
 import sys
 
 import pytest
+from _nbfactory import make_notebook
 
 from orsalib import runbook
 from orsalib.paths import run_dir
 
-from _nbfactory import make_notebook
-
-OK_CELL = 'from orsalib.runbook import record_result\nrecord_result(run_name, "10_first", {"answer": 42, "profile": profile})'
+OK_CELL = (
+    "from orsalib.runbook import record_result\n"
+    'record_result(run_name, "10_first", {"answer": 42, "profile": profile})'
+)
 
 
 def test_list_and_only(tmp_path):
@@ -56,7 +58,8 @@ def test_cli_exit_code_and_message(tmp_path):
 @pytest.mark.slow
 def test_timeout_names_the_running_cell(tmp_path):
     make_notebook(tmp_path / "10_slow.ipynb", ["x = 1", "import time\ntime.sleep(600)"])
-    with pytest.raises(runbook.NotebookFailed, match=r"timed out after 60 s; cell 3 \(`import time`\) was still running"):
+    expected = r"timed out after 60 s; cell 3 \(`import time`\) was still running"
+    with pytest.raises(runbook.NotebookFailed, match=expected):
         runbook.reproduce(profile="smoke", run_name="rb-timeout", notebooks_dir=tmp_path, echo=False, timeout=60)
 
 
