@@ -229,7 +229,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "data": dict(image_size=64, train_per_class=120, val_per_class=50, synth_size=64, occlusion_prob=0.5),
         "prior": dict(source="oracle", batch_size=64),
         "model": dict(name="orsanet_cpu", prior_routing="paper", drop_path=0.05),
-        "train": dict(epochs=10, batch_size=32, lr=1e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
+        "train": dict(epochs=10, batch_size=32, lr=2e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
     },
     "paper": {
         "seeds": [123],
