@@ -338,5 +338,8 @@ def prior_browser(manifest: pd.DataFrame, store: Any, image_size: int, per_page:
 
     for w in (w_cls, w_occ, w_flip):
         w.observe(show, names="value")
-    show()
+    # No eager render: drawing into an Output widget before any front end is attached blocked headless (papermill)
+    # runs. The page fills on the first choice in JupyterLab; the static grid above covers headless runs.
+    with out:
+        print("choose a class or an occluder type to show matching images with their priors")
     return widgets.VBox([widgets.HBox([w_cls, w_occ, w_flip]), out])
