@@ -191,18 +191,19 @@ class OracleSource(PriorSource):
 
 
 # ----------------------------------------------------------------------------- network sources
-class MobileFaceNetSource(PriorSource):
-    """``mobilefacenet``: landmarks (68, 2) and landmark features (512, 7, 7) from the frozen MobileFaceNet-68.
+class _NetworkSource(PriorSource):
+    """A prior source backed by one frozen network, loaded from its weights file on first use.
 
     Args:
-        weights: checkpoint path ("" / None = :data:`~orsalib.priors.landmarks.DEFAULT_LANDMARK_WEIGHTS`).
+        weights: checkpoint path ("" / None = the subclass's default location).
         device: where to run the network.
         net: an already built network (then ``weights`` is not read; ``weights_id`` names it).
         weights_id: identifier of ``net``'s weights (required with ``net``).
     """
 
-    name = "mobilefacenet"
-    keys = ("landmarks", "landmark_features")
+    default_weights: Path
+    what: str  # how the weights file is named in error messages
+    origin: str  # where the user can obtain the weights file
 
     def __init__(
         self, weights: str | Path | None = None, device: str | torch.device = "cpu", net: nn.Module | None = None,
@@ -210,63 +211,64 @@ class MobileFaceNetSource(PriorSource):
     ) -> None:  # fmt: skip
         super().__init__()
         self.device = torch.device(device)
-        self.weights = Path(weights or DEFAULT_LANDMARK_WEIGHTS).expanduser()
+        self.weights = Path(weights or self.default_weights).expanduser()
         if net is not None:
             if not weights_id:
-                raise ValueError("MobileFaceNetSource(net=...) needs a weights_id naming the weights of that network")
-            self._predictor: LandmarkPredictor | None = LandmarkPredictor(net, self.device)
+                raise ValueError(
+                    f"{type(self).__name__}(net=...) needs a weights_id naming the weights of that network"
+                )
+            self._predictor = self._make_predictor(net)
             self.weights_id = weights_id
         else:
-            require_weights_file(self.weights, "MobileFaceNet-68 landmark", LANDMARK_ORIGIN)
+            require_weights_file(self.weights, self.what, self.origin)
             self._predictor = None  # loaded on first use: a fully cached run never builds the network
             self.weights_id = file_sha1(self.weights)
 
+    def _make_predictor(self, net: nn.Module | None = None) -> Any:
+        raise NotImplementedError
+
     @property
-    def predictor(self) -> LandmarkPredictor:
+    def predictor(self) -> Any:
         if self._predictor is None:
-            self._predictor = LandmarkPredictor(load_mobilefacenet(self.weights), self.device)
+            self._predictor = self._make_predictor()
         return self._predictor
+
+
+class MobileFaceNetSource(_NetworkSource):
+    """``mobilefacenet``: landmarks (68, 2) and landmark features (512, 7, 7) from the frozen MobileFaceNet-68.
+
+    Default weights: :data:`~orsalib.priors.landmarks.DEFAULT_LANDMARK_WEIGHTS`; arguments as :class:`_NetworkSource`.
+    """
+
+    name = "mobilefacenet"
+    keys = ("landmarks", "landmark_features")
+    default_weights = DEFAULT_LANDMARK_WEIGHTS
+    what = "MobileFaceNet-68 landmark"
+    origin = LANDMARK_ORIGIN
+
+    def _make_predictor(self, net: nn.Module | None = None) -> LandmarkPredictor:
+        return LandmarkPredictor(net if net is not None else load_mobilefacenet(self.weights), self.device)
 
     def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         lm, feats = self.predictor.predict(images)
         return {"landmarks": lm, "landmark_features": feats}
 
 
-class SegFaceSource(PriorSource):
+class SegFaceSource(_NetworkSource):
     """``segface``: parsing labels (S, S) and Swin-B stage-4 features (1024, S/32, S/32) from frozen SegFace.
 
-    Args:
-        weights: checkpoint path ("" / None = :data:`~orsalib.priors.parsing.DEFAULT_PARSER_WEIGHTS`).
-        device: where to run the network.
-        net: an already built :class:`~orsalib.models.segface.SegFaceSwinB` (then ``weights_id`` names it).
-        weights_id: identifier of ``net``'s weights (required with ``net``).
+    Default weights: :data:`~orsalib.priors.parsing.DEFAULT_PARSER_WEIGHTS`; ``net`` is a
+    :class:`~orsalib.models.segface.SegFaceSwinB`; arguments as :class:`_NetworkSource`.
     """
 
     name = "segface"
     keys = ("parsing", "parser_features")
+    default_weights = DEFAULT_PARSER_WEIGHTS
+    what = "SegFace LaPa Swin-B parser"
+    origin = PARSER_ORIGIN
 
-    def __init__(
-        self, weights: str | Path | None = None, device: str | torch.device = "cpu", net: nn.Module | None = None,
-        weights_id: str = "",
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self.device = torch.device(device)
-        self.weights = Path(weights or DEFAULT_PARSER_WEIGHTS).expanduser()
-        if net is not None:
-            if not weights_id:
-                raise ValueError("SegFaceSource(net=...) needs a weights_id naming the weights of that network")
-            self._predictor: ParserPredictor | None = ParserPredictor(net, self.device)
-            self.weights_id = weights_id
-        else:
-            require_weights_file(self.weights, "SegFace LaPa Swin-B parser", PARSER_ORIGIN)
-            self._predictor = None
-            self.weights_id = file_sha1(self.weights)
-
-    @property
-    def predictor(self) -> ParserPredictor:
-        if self._predictor is None:
-            self._predictor = ParserPredictor(load_segface(self.weights), self.device)
-        return self._predictor
+    def _make_predictor(self, net: nn.Module | None = None) -> ParserPredictor:
+        return ParserPredictor(net if net is not None else load_segface(self.weights), self.device)
 
     def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         parsing, feats = self.predictor.predict(images)
