@@ -68,7 +68,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     m = build_synthfer(args.out or None, size=args.size, train_per_class=args.train_per_class,
                        val_per_class=args.val_per_class, num_classes=args.num_classes,
-                       occlusion_prob=args.occlusion_prob, seed=args.seed, force=args.force)
+                       occlusion_prob=args.occlusion_prob, seed=args.seed, force=args.force,
+                       workers=args.workers or None)
     print(m.groupby(["split", "label_name"]).size().unstack(fill_value=0).to_string())
     print(f"{len(m)} images; manifest: {m['path'].iloc[0].rsplit('/', 3)[0]}/manifest.csv")
     return 0
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--occlusion-prob", type=float, default=0.5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true")
+    s.add_argument("--workers", type=int, default=0,
+                   help="processes drawing images (0 = automatic: every core for builds of 512+ images)")
     s.set_defaults(func=_cmd_synth)
 
     m = sub.add_parser("models", help="list registered models")

@@ -104,12 +104,21 @@ def _orsanet_options(cfg: RunConfig) -> dict[str, Any]:
     return opts
 
 
-def build_fer_model(cfg: RunConfig, **overrides: Any) -> nn.Module:
+def build_fer_model(cfg: RunConfig, *, load_prior_weights: bool = True, **overrides: Any) -> nn.Module:
     """``create_model(cfg.model.name, ...)`` with the class count and the ``cfg.model`` switches.
 
     ORSANet variants get the Table 6 switches (seg_prior, cross_interaction, multi_scale, landmark_reintegration),
     prior routing, drop path and the input size; other models (RAN, baselines) get ``num_classes`` only.
     ``cfg.model.extra`` and then ``overrides`` are applied last.
+
+    With ``prior.mode="released"`` the frozen prior networks live inside the model; their weights are loaded
+    here from ``prior.landmark_weights`` / ``prior.parser_weights`` (default: ``data/weights/``), so a run never
+    trains on randomly initialised priors. ``load_prior_weights=False`` skips that (a checkpoint that holds
+    them is loaded next).
+
+    Raises:
+        FileNotFoundError: a prior network's weights file is missing (the message names it and its format).
+        orsalib.priors.landmarks.WeightsError: the file does not hold that network's weights.
     """
     from .models import create_model
 
@@ -118,7 +127,36 @@ def build_fer_model(cfg: RunConfig, **overrides: Any) -> nn.Module:
         kw.update(_orsanet_options(cfg))
     kw.update(dict(cfg.model.extra or {}))
     kw.update(overrides)
-    return create_model(cfg.model.name, **kw)
+    model = create_model(cfg.model.name, **kw)
+    if load_prior_weights:
+        load_in_model_prior_weights(model, cfg.prior)
+    return model
+
+
+def load_in_model_prior_weights(model: nn.Module, prior_cfg: Any) -> list[str]:
+    """Load the frozen MobileFaceNet / SegFace built inside ``model`` (if any) from the files of ``prior_cfg``.
+
+    Returns:
+        the attribute names loaded (``face_landback``, ``face_segment``); [] when the model holds neither.
+    """
+    from .priors.landmarks import DEFAULT_LANDMARK_WEIGHTS, LANDMARK_ORIGIN, load_weights_file
+    from .priors.parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN
+
+    nets = (
+        ("face_landback", prior_cfg.landmark_weights or DEFAULT_LANDMARK_WEIGHTS, "MobileFaceNet-68 landmark",
+         LANDMARK_ORIGIN),
+        ("face_segment", prior_cfg.parser_weights or DEFAULT_PARSER_WEIGHTS, "SegFace LaPa Swin-B parser",
+         PARSER_ORIGIN),
+    )  # fmt: skip
+    loaded = []
+    for attr, path, what, origin in nets:
+        net = getattr(model, attr, None)
+        if net is None:
+            continue
+        load_weights_file(path, net, what=what, origin=origin, submodule_prefixes=(f"{attr}.",))
+        net.requires_grad_(False)
+        loaded.append(attr)
+    return loaded
 
 
 def _eval_splits(loaders: dict[str, Any]) -> tuple[str, list[str]]:
@@ -217,7 +255,7 @@ def load_trained(run_dir: str | Path, which: str = "best", map_location: str = "
     if which == "best" and not path.is_file():
         path = ck_dir / "last.pt"
     ckpt = load_checkpoint(path, map_location=map_location)
-    model = build_fer_model(cfg)
+    model = build_fer_model(cfg, load_prior_weights=False)  # the checkpoint holds any in-model prior nets
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
@@ -331,6 +369,7 @@ def cli_train(argv: list[str] | None = None, distributed: bool = False) -> int:
 __all__ = [
     "FERData",
     "build_fer_model",
+    "load_in_model_prior_weights",
     "cli_train",
     "load_trained",
     "prepare_fer_data",

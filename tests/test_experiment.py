@@ -69,6 +69,34 @@ def test_build_fer_model_applies_config_switches():
     assert build_fer_model(cfg, cross_interaction=False).cfg.cross_interaction is False
 
 
+def test_released_prior_mode_loads_the_prior_weights(tmp_path):
+    """prior.mode='released' builds the frozen nets inside the model and loads prior.landmark_weights into them."""
+    from orsalib.models.mobilefacenet import MobileFaceNet
+    from orsalib.priors.landmarks import WeightsError
+
+    torch.manual_seed(1)
+    ref = MobileFaceNet((112, 112), 136)
+    wfile = tmp_path / "mobilefacenet.pth.tar"
+    torch.save({"state_dict": {k: v.half() if v.is_floating_point() else v for k, v in ref.state_dict().items()}},
+               wfile)  # fmt: skip
+    over = {"model.seg_prior": False, "prior.mode": "released", "prior.landmark_weights": str(wfile)}
+    m = build_fer_model(load_profile("smoke", over))
+    for k, v in ref.state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(m.face_landback.state_dict()[k], v.half().float()), k
+    assert not any(p.requires_grad for p in m.face_landback.parameters())
+    # a missing or wrong file stops the build with the path in the message
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        build_fer_model(load_profile("smoke", {**over, "prior.landmark_weights": str(tmp_path / "nowhere.pth")}))
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(WeightsError, match="bad.pth"):
+        build_fer_model(load_profile("smoke", {**over, "prior.landmark_weights": str(bad)}))
+    # cached mode (the default) builds no prior network and reads no file
+    m2 = build_fer_model(load_profile("smoke", {"prior.landmark_weights": str(tmp_path / "nowhere.pth")}))
+    assert not hasattr(m2, "face_landback")
+
+
 def test_train_fer_then_load_trained_round_trip(tmp_path):
     cfg = _cfg()
     res = train_fer(cfg, run_dir=tmp_path / "train", data=_data())
