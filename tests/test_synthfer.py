@@ -273,3 +273,14 @@ def test_parallel_build_writes_the_same_bytes(tmp_path):
 def test_bad_worker_count_raises(tmp_path):
     with pytest.raises(ValueError, match="workers"):
         build_synthfer(tmp_path, size=32, train_per_class=1, val_per_class=1, progress=False, workers=0)
+
+
+def test_cli_synth_writes_a_build(tmp_path, capsys):
+    from orsalib.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["synth", "--out", str(out), "--size", "32", "--train-per-class", "2", "--val-per-class", "1",
+               "--workers", "1"])  # fmt: skip
+    assert rc == 0 and (out / "manifest.csv").is_file()
+    assert "28 images" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "manifest.csv")) == 28
