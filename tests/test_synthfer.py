@@ -270,6 +270,19 @@ def test_parallel_build_writes_the_same_bytes(tmp_path):
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes()
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork (the workers inherit the patch)")
+def test_dead_worker_gives_a_clear_error_and_no_manifest(tmp_path, monkeypatch):
+    import os
+
+    def die(*args, **kwargs):
+        os._exit(3)
+
+    monkeypatch.setattr(sf, "render_sample", die)
+    with pytest.raises(RuntimeError, match="workers=1"):
+        build_synthfer(tmp_path, size=32, train_per_class=2, val_per_class=1, progress=False, workers=2)
+    assert not (tmp_path / "manifest.csv").exists()
+
+
 def test_bad_worker_count_raises(tmp_path):
     with pytest.raises(ValueError, match="workers"):
         build_synthfer(tmp_path, size=32, train_per_class=1, val_per_class=1, progress=False, workers=0)

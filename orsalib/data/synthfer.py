@@ -41,6 +41,7 @@ import struct
 import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1639,11 +1640,19 @@ def build_synthfer(
                 results = pool.map(_build_chunk, *zip(*[(str(root), params, names, c) for c in chunks]))
             else:
                 results = (_build_chunk(str(root), params, names, c) for c in chunks)
-            for done in results:
-                for i, lm, vis, rec in done:
-                    landmarks[i], visible[i], records[i] = lm, vis, rec
-                bar.update(len(done))
-        bar.close()
+            try:
+                for done in results:
+                    for i, lm, vis, rec in done:
+                        landmarks[i], visible[i], records[i] = lm, vis, rec
+                    bar.update(len(done))
+            except BrokenProcessPool as e:
+                raise RuntimeError(
+                    f"a SynthFER worker process died while building {str(root)!r} ({e}); nothing was marked complete "
+                    "(no manifest.csv), so the next call rebuilds it. If it happens again (out of memory?), build "
+                    "with workers=1 (orsa synth --workers 1)."
+                ) from e
+            finally:
+                bar.close()
         atomic_write_bytes(root / "landmarks.npy", _npy_bytes(landmarks))
         atomic_write_bytes(root / "visible.npy", _npy_bytes(visible))
         df = pd.DataFrame.from_records(records, columns=list(MANIFEST_COLUMNS))
