@@ -78,10 +78,13 @@ def load_split(df, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int = 256) -> float:
+def predict(model: torch.nn.Module, x: torch.Tensor, bs: int = 256) -> torch.Tensor:
     model.eval()
-    pred = torch.cat([model(x[i : i + bs]).argmax(1) for i in range(0, len(x), bs)])
-    return float((pred == y).float().mean()) * 100
+    return torch.cat([model(x[i : i + bs]).argmax(1) for i in range(0, len(x), bs)])
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(model, x) == y).float().mean()) * 100
 
 
 def train_and_eval(df, epochs: int, lr: float, batch: int, seed: int) -> dict[str, float]:
@@ -115,16 +118,15 @@ def train_and_eval(df, epochs: int, lr: float, batch: int, seed: int) -> dict[st
                 f"occluded {accuracy(model, xoc, yoc):.1f}%  ({time.perf_counter() - t0:.0f}s)",
                 flush=True,
             )
-    clean, occ = accuracy(model, xva, yva), accuracy(model, xoc, yoc)
-    per_kind = {}
+    pred_clean, pred_occ = predict(model, xva), predict(model, xoc)  # each split predicted once
+    clean = float((pred_clean == yva).float().mean()) * 100
+    occ = float((pred_occ == yoc).float().mean()) * 100
     occ_rows = df[df.split == "valid_occluded"].reset_index(drop=True)
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(xoc[i : i + 256]).argmax(1) for i in range(0, len(xoc), 256)]).numpy()
-    for kind, sub in occ_rows.groupby("occluder"):
-        per_kind[kind] = float((pred[sub.index] == sub.label.to_numpy()).mean() * 100)
-    with torch.no_grad():
-        pred_clean = torch.cat([model(xva[i : i + 256]).argmax(1) for i in range(0, len(xva), 256)])
+    pred = pred_occ.numpy()
+    per_kind = {
+        kind: float((pred[sub.index] == sub.label.to_numpy()).mean() * 100)
+        for kind, sub in occ_rows.groupby("occluder")
+    }
     k = int(df.label.max()) + 1
     confusion = torch.bincount(yva * k + pred_clean, minlength=k * k).reshape(k, k).numpy()
     return {

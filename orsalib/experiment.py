@@ -139,22 +139,20 @@ def load_in_model_prior_weights(model: nn.Module, prior_cfg: Any) -> list[str]:
     Returns:
         the attribute names loaded (``face_landback``, ``face_segment``); [] when the model holds neither.
     """
-    from .priors.landmarks import DEFAULT_LANDMARK_WEIGHTS, LANDMARK_ORIGIN, load_weights_file
-    from .priors.parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN
+    from .priors.landmarks import load_weights_file
+    from .priors.sources import MobileFaceNetSource, SegFaceSource
 
-    nets = (
-        ("face_landback", prior_cfg.landmark_weights or DEFAULT_LANDMARK_WEIGHTS, "MobileFaceNet-68 landmark",
-         LANDMARK_ORIGIN),
-        ("face_segment", prior_cfg.parser_weights or DEFAULT_PARSER_WEIGHTS, "SegFace LaPa Swin-B parser",
-         PARSER_ORIGIN),
-    )  # fmt: skip
     loaded = []
-    for attr, path, what, origin in nets:
+    for attr, source, path in (
+        ("face_landback", MobileFaceNetSource, prior_cfg.landmark_weights),
+        ("face_segment", SegFaceSource, prior_cfg.parser_weights),
+    ):
         net = getattr(model, attr, None)
         if net is None:
             continue
-        load_weights_file(path, net, what=what, origin=origin, submodule_prefixes=(f"{attr}.",))
-        net.requires_grad_(False)
+        # same file, defaults and messages as the cached path's prior sources; the model keeps the nets frozen
+        load_weights_file(path or source.default_weights, net, what=source.what, origin=source.origin,
+                          submodule_prefixes=(f"{attr}.",))  # fmt: skip
         loaded.append(attr)
     return loaded
 

@@ -1630,6 +1630,7 @@ def build_synthfer(
         jobs = list(enumerate(plan))
         chunks = [jobs[k : k + _CHUNK] for k in range(0, n, _CHUNK)]
         workers = _resolve_workers(workers, n)
+        work = functools.partial(_build_chunk, str(root), params, names)
         bar = tqdm(total=n, desc=f"SynthFER {size}px", disable=not progress, mininterval=1.0, unit="img")
         with contextlib.ExitStack() as stack:
             if workers > 1:  # the workers only run numpy + PIL, so forking a process that holds torch is safe
@@ -1637,9 +1638,9 @@ def build_synthfer(
                 pool = stack.enter_context(
                     ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
                 )
-                results = pool.map(_build_chunk, *zip(*[(str(root), params, names, c) for c in chunks]))
+                results = pool.map(work, chunks)
             else:
-                results = (_build_chunk(str(root), params, names, c) for c in chunks)
+                results = map(work, chunks)
             try:
                 for done in results:
                     for i, lm, vis, rec in done:
