@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from orsalib.engine.ddp import DistInfo, all_reduce_sum, get_world_size, init_distributed, torchrun_command
+from orsalib.engine import ddp
+from orsalib.engine.ddp import (
+    DistInfo,
+    all_reduce_sum,
+    distributed_session,
+    get_world_size,
+    init_distributed,
+    torchrun_command,
+)
 
 N_TRAIN, N_VAL, EPOCHS = 40, 11, 2
 
@@ -106,6 +114,21 @@ def test_helpers_outside_torchrun(monkeypatch):
     info = init_distributed(device="cpu")
     assert isinstance(info, DistInfo) and info.is_main and not info.distributed and info.device.type == "cpu"
     assert get_world_size() == 1 and all_reduce_sum([1.0, 2.5]) == [1.0, 2.5]
-    cmd = torchrun_command(2, args=["--profile", "smoke"])
+    cmd = torchrun_command(2, args=["train", "--profile", "smoke"])
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=2" in cmd
+    assert cmd[-4:] == ["orsalib", "train", "--profile", "smoke"] and cmd[-5] == "-m"
     assert Path(cmd[0]).name.startswith("python")
+    with distributed_session(device="cpu") as info:  # outside torchrun: rank 0 of 1, nothing to set up
+        assert info.is_main and not info.distributed
+
+
+def test_launch_runs_orsa_train_under_torchrun(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ddp.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    assert ddp.launch(2, ["--profile", "smoke", "--run-name", "r"]) == 0
+    (cmd,) = calls
+    i = cmd.index("--nproc_per_node=2")
+    assert cmd[i + 1 :] == ["-m", "orsalib", "train", "--profile", "smoke", "--run-name", "r"]
+    with pytest.raises(ValueError, match="nproc_per_node"):
+        ddp.launch(0, [])
+    assert not hasattr(ddp, "main")  # no `python -m orsalib.engine.ddp` entry (it imported the experiments)

@@ -286,19 +286,25 @@ def test_sam_restores_weights_exactly_and_steps_from_them():
 @pytest.mark.parametrize("sam", [True, False])
 def test_train_step_with_grad_scaler_and_autocast(sam):
     # the fp16 path (GradScaler) and autocast run on CUDA in practice; their step logic is exercised here on CPU
-    from orsalib.engine.trainer import _train_step, build_optimizer
+    from orsalib.engine.trainer import StepState, build_optimizer, train_step
 
     cfg = _cfg(sam=sam, grad_clip=1.0)
     model = _model()
     opt, sam_opt = build_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     batch = next(iter(_loaders()[0]))
     before = [p.detach().clone() for p in model.parameters()]
-    crit = build_criterion(cfg)
-    fwd = lambda m, b: m(b["image"])  # noqa: E731
-    parts, logits = _train_step(
-        model, batch, crit, 1, fwd, opt, sam_opt, scaler, torch.bfloat16, cfg.grad_clip, 1, 0, Path("unused.pt")
+    state = StepState(
+        model=model,
+        criterion=build_criterion(cfg),
+        forward=lambda m, b: m(b["image"]),
+        optimizer=opt,
+        sam=sam_opt,
+        scaler=torch.amp.GradScaler("cpu", init_scale=2.0**8),
+        amp_dtype=torch.bfloat16,
+        grad_clip=cfg.grad_clip,
+        checkpoint_path=Path("unused.pt"),
     )
+    parts, logits = train_step(state, batch, epoch=1, step=0)
     assert logits.shape == (8, N_CLASSES) and "dare" in parts
     after = list(model.parameters())
     assert all(torch.isfinite(p).all() for p in after)

@@ -1,7 +1,8 @@
 """Distributed data-parallel training through ``torchrun`` (NCCL on GPU, gloo on CPU).
 
-Launch: ``torchrun --nproc_per_node N -m orsalib.engine.ddp --profile cpu --run-name R [--set k=v ...]``
-(the arguments of ``orsa train``), or ``orsa train --nproc-per-node N ...`` which re-launches itself under torchrun.
+Launch: ``orsa train --nproc-per-node N --profile cpu --run-name R [--set k=v ...]``, which re-launches itself as
+``torchrun --standalone --nproc_per_node N -m orsalib train <the same arguments>`` (:func:`launch`); each process
+then initialises the process group (:func:`distributed_session`) before it builds its loaders.
 
 Inside :func:`orsalib.engine.trainer.fit` a run is distributed when ``torch.distributed`` is initialised: the model
 is wrapped in ``DistributedDataParallel``, the training sampler (a ``DistributedSampler``, see
@@ -15,11 +16,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from ..utils import resolve_device
 
 
 @dataclass
@@ -69,8 +74,6 @@ def init_distributed(device: str = "auto", backend: str | None = None) -> DistIn
         backend: force ``"nccl"`` or ``"gloo"``.
     """
     if not launched_by_torchrun():
-        from ..utils import resolve_device
-
         return DistInfo(device=resolve_device(device))
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     use_cuda = torch.cuda.is_available() and device != "cpu"
@@ -138,9 +141,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def torchrun_command(
-    nproc_per_node: int, module: str = "orsalib.engine.ddp", args: list[str] | None = None
-) -> list[str]:
+def torchrun_command(nproc_per_node: int, module: str = "orsalib", args: list[str] | None = None) -> list[str]:
     """The argv that runs ``python -m module args`` under ``torchrun --standalone --nproc_per_node N``."""
     return [
         sys.executable,
@@ -155,23 +156,29 @@ def torchrun_command(
 
 
 def launch(nproc_per_node: int, args: list[str]) -> int:
-    """Re-launch ``orsa train`` arguments under torchrun; returns its exit code."""
+    """Run ``orsa train <args>`` in ``nproc_per_node`` processes (``torchrun ... -m orsalib train <args>``).
+
+    ``args`` are the arguments of ``orsa train`` without the launcher option; returns torchrun's exit code.
+    """
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node={nproc_per_node!r} must be >= 1")
-    return subprocess.call(torchrun_command(nproc_per_node, args=args))
+    return subprocess.call(torchrun_command(nproc_per_node, module="orsalib", args=["train", *args]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point under torchrun: initialise, run ``orsalib.experiment.cli_train`` on every rank, clean up."""
-    from ..experiment import cli_train
+@contextmanager
+def distributed_session(device: str = "auto", backend: str | None = None) -> Iterator[DistInfo]:
+    """Initialise the process group when started by torchrun (:func:`init_distributed`) and destroy it on exit.
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    info = init_distributed()
+    Outside torchrun it yields rank 0 of 1 and does nothing else. After an exception the group is destroyed without
+    the final barrier (the other ranks may never reach it).
+    """
+    info = init_distributed(device, backend)
+    ok = False
     try:
-        return int(cli_train(argv, distributed=info.distributed) or 0)
+        yield info
+        ok = True
     finally:
-        cleanup()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if launched_by_torchrun() and dist.is_available() and dist.is_initialized():
+            if ok:
+                dist.barrier()
+            dist.destroy_process_group()

@@ -8,6 +8,9 @@ occluders and on real-occlusion subsets, with bootstrap 95% confidence intervals
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +18,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
+from ..config import RunConfig
+from ..data.loaders import build_loaders
+from ..data.occlusion import OCCLUSION_KINDS, occlude_manifest
+from ..data.sources import eval_split, filter_by_list
 from ..metrics import bootstrap_ci, classification_report
 from ..models._registry import PRIOR_KEYS
+from ..paths import CACHE_DIR
+from ..priors.cache import PriorCache
+from ..utils import resolve_device
+from . import ddp
+
+Forward = Callable[[nn.Module, Mapping[str, Any]], Any]
+"""``forward(model, batch) -> output``: how a model is called on a contract batch (default :func:`default_forward`)."""
 
 
 @dataclass
@@ -81,11 +98,20 @@ def default_forward(model: nn.Module, batch: Mapping[str, Any]) -> Any:
     return model(batch["image"], priors={k: batch[k] for k in PRIOR_KEYS if k in batch})
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+def batch_to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    """Move every tensor of a batch dict to ``device`` (non-blocking); optionally make a 4-D ``image`` channels-last."""
+    out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    if channels_last and isinstance(out.get("image"), torch.Tensor) and out["image"].ndim == 4:
+        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    return out
 
 
-def _unpack(out: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast(device_type, dtype)``, or a no-op context when ``dtype`` is None (AMP off)."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def unpack_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """Logits, features and the rest of a model output (dict per contract, or a tensor / tuple)."""
     if isinstance(out, Mapping):
         if "logits" not in out:
@@ -104,7 +130,7 @@ def predict(
     model: nn.Module,
     loader: Any,
     device: str | torch.device = "auto",
-    forward: Callable[[nn.Module, dict], Any] | None = None,
+    forward: Forward | None = None,
     progress: bool = False,
     keep: Sequence[str] = (),
     max_batches: int | None = None,
@@ -123,8 +149,6 @@ def predict(
     Returns:
         :class:`Predictions`. The model's train/eval mode is restored afterwards.
     """
-    from ..utils import resolve_device
-
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     fwd = forward or default_forward
     was_training = model.training
@@ -133,45 +157,94 @@ def predict(
         model.to(dev)
     except (RuntimeError, AttributeError):  # pragma: no cover - stub modules without parameters
         pass
-    logits, labels, indices, feats = [], [], [], []
-    extras: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    acc = _PredictionParts(keep)
     try:
-        from tqdm.auto import tqdm
-
-        it = tqdm(loader, desc="predict", leave=False, disable=not progress)
-        for b, batch in enumerate(it):
+        for b, batch in enumerate(tqdm(loader, desc="predict", leave=False, disable=not progress)):
             if max_batches is not None and b >= max_batches:
                 break
             if not isinstance(batch, Mapping) or "image" not in batch or "label" not in batch:
                 raise ValueError("predict() expects batches as dicts with 'image' and 'label' (docs/contracts.md)")
-            batch = _to_device(batch, dev)
-            lg, ft, rest = _unpack(fwd(model, batch))
-            n = lg.shape[0]
-            logits.append(lg.detach().float().cpu().numpy())
-            labels.append(batch["label"].detach().cpu().numpy().astype(np.int64))
-            idx = batch.get("index")
-            if idx is None:
-                start = sum(len(x) for x in indices)
-                idx = torch.arange(start, start + n)
-            indices.append(torch.as_tensor(idx).detach().cpu().numpy().astype(np.int64))
-            if ft is not None:
-                feats.append(ft.detach().float().reshape(n, -1).cpu().numpy())  # (B, D)
-            for k in keep:
-                v = rest.get(k)
-                if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == n:
-                    extras[k].append(v.detach().float().cpu().numpy())
+            batch = batch_to_device(batch, dev)
+            acc.add(batch, *unpack_output(fwd(model, batch)))
     finally:
         model.train(was_training)
-    if not logits:
-        raise ValueError("predict() got an empty loader: the evaluation split holds no samples")
-    feat_arr = np.concatenate(feats) if feats and len(feats) == len(logits) else None
-    return Predictions(
-        logits=np.concatenate(logits).astype(np.float32),
-        labels=np.concatenate(labels),
-        indices=np.concatenate(indices),
-        features=feat_arr,
-        extras={k: np.concatenate(v) for k, v in extras.items() if v and len(v) == len(logits)},
-    )
+    return acc.result()
+
+
+class _PredictionParts:
+    """Per-batch numpy pieces of :func:`predict`, concatenated by :meth:`result`."""
+
+    def __init__(self, keep: Sequence[str]) -> None:
+        self.logits: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.indices: list[np.ndarray] = []
+        self.feats: list[np.ndarray] = []
+        self.extras: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+
+    def add(self, batch: Mapping[str, Any], lg: torch.Tensor, ft: torch.Tensor | None, rest: dict[str, Any]) -> None:
+        """Keep one batch: logits (B, C), labels, manifest indices, features (B, D) and the kept extras."""
+        n = lg.shape[0]
+        self.logits.append(lg.detach().float().cpu().numpy())
+        self.labels.append(batch["label"].detach().cpu().numpy().astype(np.int64))
+        idx = batch.get("index")
+        if idx is None:
+            start = sum(len(x) for x in self.indices)
+            idx = torch.arange(start, start + n)
+        self.indices.append(torch.as_tensor(idx).detach().cpu().numpy().astype(np.int64))
+        if ft is not None:
+            self.feats.append(ft.detach().float().reshape(n, -1).cpu().numpy())  # (B, D)
+        for k, parts in self.extras.items():
+            v = rest.get(k)
+            if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == n:
+                parts.append(v.detach().float().cpu().numpy())
+
+    def result(self) -> Predictions:
+        if not self.logits:
+            raise ValueError("predict() got an empty loader: the evaluation split holds no samples")
+        nb = len(self.logits)
+        return Predictions(
+            logits=np.concatenate(self.logits).astype(np.float32),
+            labels=np.concatenate(self.labels),
+            indices=np.concatenate(self.indices),
+            features=np.concatenate(self.feats) if self.feats and len(self.feats) == nb else None,
+            extras={k: np.concatenate(v) for k, v in self.extras.items() if v and len(v) == nb},
+        )
+
+
+def evaluate_loader(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    forward: Forward,
+    amp_dtype: torch.dtype | None = None,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, mean class accuracy, loss and confusion of ``model`` on ``loader``, over all ranks.
+
+    Under DDP a loader with a ``DistributedSampler`` is evaluated in shards whose predictions are gathered
+    (duplicates from sampler padding dropped by sample index); any other loader is evaluated on rank 0 and its
+    report broadcast.
+    """
+    sampler = getattr(loader, "sampler", None)
+    sharded = ddp.is_distributed() and isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
+    rep = None
+    if sharded or ddp.is_main_process():
+        with autocast(device.type, amp_dtype):
+            pr = predict(model, loader, device, forward=forward)
+        logits, labels, indices = pr.logits, pr.labels, pr.indices
+        if sharded:  # gather shards; DistributedSampler pads with repeats -> keep one row per sample index
+            parts = ddp.all_gather_objects((logits, labels, indices))
+            logits = np.concatenate([p[0] for p in parts])
+            labels = np.concatenate([p[1] for p in parts])
+            indices = np.concatenate([p[2] for p in parts])
+            _, keep = np.unique(indices, return_index=True)
+            logits, labels = logits[keep], labels[keep]
+        nc = num_classes or logits.shape[1]
+        rep = classification_report(labels, logits.argmax(1), nc)
+        rep["loss"] = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.from_numpy(labels).long()))
+    if not sharded:
+        rep = ddp.broadcast_object(rep)
+    return rep
 
 
 # ============================================================================= occlusion sweeps (Tables 3-4)
@@ -207,16 +280,14 @@ class SweepResult:
     conditions: list[EvalCondition]
 
 
-def _condition_loader(rows: pd.DataFrame, cfg: Any, seed: int, device: torch.device, name: str) -> tuple[Any, Any]:
+def _condition_loader(
+    rows: pd.DataFrame, cfg: RunConfig, seed: int, device: torch.device, name: str
+) -> tuple[Any, Any]:
     """A non-augmented loader over ``rows`` (index reset), priors from the prior cache when the config uses them."""
-    from ..data.loaders import build_loaders
-
     m = rows.reset_index(drop=True).copy()
     m["split"] = "eval"
     store = None
     if cfg.prior.source != "none" and cfg.prior.mode == "cached":
-        from ..priors.cache import PriorCache
-
         store = PriorCache().ensure(m, cfg.prior, cfg.data.image_size, device)
     loaders = build_loaders(m, cfg.data, cfg.train.batch_size, seed=seed, prior_store=store)
     if "eval" not in loaders:  # pragma: no cover - build_loaders keys by split
@@ -228,9 +299,67 @@ def _pct(r: float) -> str:
     return f"{round(100 * r):d}%"
 
 
+@dataclass
+class _ConditionBuilder:
+    """What every condition of one :func:`build_conditions` call shares (config, seed, device, folders, loaders)."""
+
+    cfg: RunConfig
+    seed: int
+    device: torch.device
+    occ_dir: Path
+    loaders: dict[str, Any]
+    max_samples: int | None
+
+    def occluded_copy(self, name: str, group: str, kind: str, ratio: float | None, src: pd.DataFrame) -> EvalCondition:
+        """``src`` occluded by ``kind`` at ``ratio`` (copies written once), with priors of the copies."""
+        occ = occlude_manifest(src, ratio, kind, self.occ_dir, seed=self.seed)
+        # a copied content hash would make the prior cache serve the clean image's priors for the occluded copy
+        occ = occ.drop(columns=["sha1"], errors="ignore").reset_index(drop=True)
+        occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
+        _share_oracle_landmarks(src, occ)
+        loader, _ = _condition_loader(occ, self.cfg, self.seed, self.device, name)
+        return EvalCondition(name, group, kind, ratio, occ, loader)
+
+    def rows(self, name: str, group: str, kind: str, src: pd.DataFrame, reuse: str | None = None) -> EvalCondition:
+        """The rows ``src`` as they are; the prepared loader of split ``reuse`` is used when it serves exactly them."""
+        m = src.copy()
+        m["source_index"] = np.asarray(src.index, dtype=np.int64)
+        m = m.reset_index(drop=True)
+        if reuse is not None and reuse in self.loaders and self.max_samples is None:
+            loader = self.loaders[reuse]  # the prepared data's loader (indices = source manifest rows)
+            m = src.copy()
+            m["source_index"] = np.asarray(src.index, dtype=np.int64)
+        else:
+            loader, _ = _condition_loader(m, self.cfg, self.seed, self.device, name)
+        return EvalCondition(name, group, kind, None, m, loader)
+
+
+def _check_sweep_args(kinds: Sequence[str], semantic: Sequence[str], ratios: Sequence[float]) -> None:
+    for k in tuple(kinds) + tuple(semantic):
+        if k not in OCCLUSION_KINDS:
+            raise ValueError(f"unknown occlusion kind {k!r}; expected one of {list(OCCLUSION_KINDS)}")
+    for r in ratios:
+        if not 0.0 <= float(r) < 1.0:
+            raise ValueError(f"occlusion ratio {r!r} must be a fraction in [0, 1)")
+
+
+def _synthetic_todo(
+    ratios: Sequence[float], kinds: Sequence[str], semantic: Sequence[str], semantic_ratio: float | None
+) -> list[tuple[str, str, str, float | None]]:
+    """(name, group, kind, ratio) of the clean and the artificially occluded conditions, in sweep order."""
+    todo: list[tuple[str, str, str, float | None]] = []
+    if any(float(r) == 0.0 for r in ratios):
+        todo.append(("clean", "clean", "none", None))
+    for r in (float(r) for r in ratios if float(r) > 0):
+        todo += [(f"{k} {_pct(r)}", "artificial" if k == "rectangle" else "semantic", k, r) for k in kinds]
+    todo += [(k if semantic_ratio is None else f"{k} {_pct(semantic_ratio)}", "semantic", k, semantic_ratio)
+             for k in semantic]  # fmt: skip
+    return todo
+
+
 def build_conditions(
     manifest: pd.DataFrame,
-    cfg: Any,
+    cfg: RunConfig,
     ratios: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
     kinds: Sequence[str] = ("rectangle",),
     seed: int = 0,
@@ -267,18 +396,7 @@ def build_conditions(
         device: where the prior cache computes priors for the occluded copies.
         max_samples: evaluate at most this many rows per condition (a seeded, class-stratified subset; debugging).
     """
-    from ..data.occlusion import OCCLUSION_KINDS, occlude_manifest
-    from ..data.sources import eval_split, filter_by_list
-    from ..paths import CACHE_DIR
-    from ..utils import resolve_device
-
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    for k in tuple(kinds) + tuple(semantic):
-        if k not in OCCLUSION_KINDS:
-            raise ValueError(f"unknown occlusion kind {k!r}; expected one of {list(OCCLUSION_KINDS)}")
-    for r in ratios:
-        if not 0.0 <= float(r) < 1.0:
-            raise ValueError(f"occlusion ratio {r!r} must be a fraction in [0, 1)")
+    _check_sweep_args(kinds, semantic, ratios)
     if not isinstance(manifest.index, pd.RangeIndex) or not np.array_equal(manifest.index, np.arange(len(manifest))):
         manifest = manifest.reset_index(drop=True)
     split = split or eval_split(manifest)
@@ -287,45 +405,21 @@ def build_conditions(
         raise ValueError(f"evaluation split {split!r} is empty; splits present: {sorted(manifest['split'].unique())}")
     if max_samples is not None and len(rows) > max_samples:
         rows = _stratified(rows, max_samples, seed)
-    occ_dir = Path(out_dir) if out_dir is not None else CACHE_DIR / "occluded"
-    loaders = dict(getattr(data, "loaders", None) or {})
+    build = _ConditionBuilder(
+        cfg=cfg,
+        seed=seed,
+        device=device if isinstance(device, torch.device) else resolve_device(device),
+        occ_dir=Path(out_dir) if out_dir is not None else CACHE_DIR / "occluded",
+        loaders=dict(getattr(data, "loaders", None) or {}),
+        max_samples=max_samples,
+    )
     conds: list[EvalCondition] = []
-
-    def add_copy(name: str, group: str, kind: str, ratio: float | None, src: pd.DataFrame) -> None:
-        occ = occlude_manifest(src, ratio, kind, occ_dir, seed=seed)
-        # a copied content hash would make the prior cache serve the clean image's priors for the occluded copy
-        occ = occ.drop(columns=["sha1"], errors="ignore").reset_index(drop=True)
-        occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
-        _share_oracle_landmarks(src, occ)
-        loader, _ = _condition_loader(occ, cfg, seed, dev, name)
-        conds.append(EvalCondition(name, group, kind, ratio, occ, loader))
-
-    def add_rows(name: str, group: str, kind: str, src: pd.DataFrame, reuse: str | None = None) -> None:
-        m = src.copy()
-        m["source_index"] = np.asarray(src.index, dtype=np.int64)
-        m = m.reset_index(drop=True)
-        if reuse is not None and reuse in loaders and max_samples is None:
-            loader = loaders[reuse]  # the prepared data's loader (indices = source manifest rows)
-            m = src.copy()
-            m["source_index"] = np.asarray(src.index, dtype=np.int64)
-        else:
-            loader, _ = _condition_loader(m, cfg, seed, dev, name)
-        conds.append(EvalCondition(name, group, kind, None, m, loader))
-
-    todo: list[tuple[str, str, str, float | None]] = []  # (name, group, kind, ratio)
-    if any(float(r) == 0.0 for r in ratios):
-        todo.append(("clean", "clean", "none", None))
-    for r in (float(r) for r in ratios if float(r) > 0):
-        todo += [(f"{k} {_pct(r)}", "artificial" if k == "rectangle" else "semantic", k, r) for k in kinds]
-    todo += [(k if semantic_ratio is None else f"{k} {_pct(semantic_ratio)}", "semantic", k, semantic_ratio)
-             for k in semantic]  # fmt: skip
-    from tqdm.auto import tqdm
-
+    todo = _synthetic_todo(ratios, kinds, semantic, semantic_ratio)
     for name, group, kind, ratio in tqdm(todo, desc="occlusion conditions", leave=False, disable=not progress):
         if group == "clean":
-            add_rows(name, group, kind, rows, reuse=split)
+            conds.append(build.rows(name, group, kind, rows, reuse=split))
         else:
-            add_copy(name, group, kind, ratio, rows)
+            conds.append(build.occluded_copy(name, group, kind, ratio, rows))
     if real:
         present = list(manifest["split"].unique())
         names = [s for s in present if "occluded" in str(s)] if real is True else [s for s in real if s in present]
@@ -333,18 +427,15 @@ def build_conditions(
             part = manifest[manifest["split"] == s]
             if max_samples is not None and len(part) > max_samples:
                 part = _stratified(part, max_samples, seed)
-            add_rows(f"real: {s}", "real", str(s), part, reuse=str(s))
+            conds.append(build.rows(f"real: {s}", "real", str(s), part, reuse=str(s)))
     for name, path in (list_files or {}).items():
-        add_rows(f"real: {name}", "real", str(name), filter_by_list(rows, path))
+        conds.append(build.rows(f"real: {name}", "real", str(name), filter_by_list(rows, path)))
     return conds
 
 
 def _share_oracle_landmarks(src: pd.DataFrame, occ: pd.DataFrame) -> None:
     """Make SynthFER's ``landmarks.npy`` reachable from the occluded copies (the oracle prior source looks for it
     two folders above ``parsing_path``): link (or copy) the source file into the copies' folder once."""
-    import os
-    import shutil
-
     if "parsing_path" not in src.columns or "parsing_path" not in occ.columns or occ.empty:
         return
     files = {Path(str(p)).parent.parent / "landmarks.npy" for p in src["parsing_path"] if isinstance(p, str) and p}
@@ -396,7 +487,7 @@ def evaluate_conditions(
     device: str | torch.device = "auto",
     n_boot: int = 1000,
     seed: int = 0,
-    forwards: Mapping[str, Callable] | None = None,
+    forwards: Mapping[str, Forward] | None = None,
     by_occluder: bool = True,
     progress: bool = False,
 ) -> tuple[pd.DataFrame, dict[tuple[str, str], Predictions]]:
@@ -408,8 +499,6 @@ def evaluate_conditions(
         real-occlusion conditions with several ``occluder`` tags get one extra row per tag (``group`` = ``real``,
         condition ``"<condition> / <tag>"``).
     """
-    from tqdm.auto import tqdm
-
     rows: list[dict[str, Any]] = []
     preds: dict[tuple[str, str], Predictions] = {}
     jobs = [(mn, c) for mn in models for c in conditions]
@@ -468,7 +557,7 @@ def sweep_table(
 def occlusion_sweep(
     models: Mapping[str, nn.Module],
     manifest: pd.DataFrame,
-    cfg: Any,
+    cfg: RunConfig,
     ratios: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
     kinds: Sequence[str] = ("rectangle",),
     seed: int = 0,
@@ -481,7 +570,7 @@ def occlusion_sweep(
     conditions: Sequence[EvalCondition] | None = None,
     n_boot: int = 1000,
     device: str | torch.device = "auto",
-    forwards: Mapping[str, Callable] | None = None,
+    forwards: Mapping[str, Forward] | None = None,
     max_samples: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
@@ -526,10 +615,10 @@ def occlusion_sweep(
     return SweepResult(long=long, table=sweep_table(long), predictions=preds, conditions=list(conditions))
 
 
-def robustness_figure(long: pd.DataFrame, kind: str = "rectangle", title: str = "Accuracy vs occlusion ratio"):
+def robustness_figure(
+    long: pd.DataFrame, kind: str = "rectangle", title: str = "Accuracy vs occlusion ratio"
+) -> go.Figure:
     """Plotly lines: accuracy (with bootstrap 95% CI bands) against the occlusion ratio, one line per model."""
-    import plotly.graph_objects as go
-
     sel = long[(long["group"] == "clean") | ((long["kind"] == kind) & long["ratio"].notna())].copy()
     sel["x"] = sel["ratio"].fillna(0.0).astype(float) * 100
     fig = go.Figure()
@@ -566,10 +655,14 @@ __all__ = [
     "SweepResult",
     "best_vs_last",
     "build_conditions",
+    "autocast",
+    "batch_to_device",
     "default_forward",
     "evaluate_conditions",
+    "evaluate_loader",
     "occlusion_sweep",
     "predict",
     "robustness_figure",
     "sweep_table",
+    "unpack_output",
 ]

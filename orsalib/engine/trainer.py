@@ -18,6 +18,9 @@ What one call does (DESIGN.md, "data flow of one training run"):
 - a non-finite loss stops the run with :class:`NonFiniteLossError` naming the epoch and step; the last good
   checkpoint stays untouched.
 
+:func:`fit` is a thin wrapper around :class:`Trainer` (setup -> resume -> per epoch: train_epoch, evaluate,
+checkpoint, summary); one optimisation step is :func:`train_step` on a :class:`StepState`.
+
 The best epoch is selected on ``val_loader``. When that split is the test split (``eval_is_test=True``, as in the
 release, which evaluates every epoch on ``valid/`` = the test split and reports the best epoch) the summary says so:
 the best-epoch number is optimistic; the last-epoch number is the honest one.
@@ -36,17 +39,29 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from ..utils import append_jsonl, atomic_torch_save, atomic_write_json, atomic_write_text, resolve_device, to_json
+from ..config import TrainConfig
+from ..utils import (
+    append_jsonl,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    resolve_device,
+    save_run_config,
+    to_json,
+)
 from . import ddp
-from .evaluate import default_forward, predict
+from .evaluate import Forward, autocast, batch_to_device, default_forward, evaluate_loader, unpack_output
 from .sam import SAM
 
 CHECKPOINT_FORMAT = "orsalib.trainer/1"
 BEST_ON_TEST = "evaluation split (= test split; optimistic, as the release)"
 BEST_ON_VAL = "validation split (held out from the test split)"
+
+Criterion = Callable[[Any, dict, int], tuple[torch.Tensor, dict]]
+"""``criterion(out, batch, epoch0) -> (loss, parts)`` (``orsalib.losses.build_criterion``; 0-based epoch)."""
 
 
 class CheckpointError(RuntimeError):
@@ -72,7 +87,7 @@ class FitResult:
 
 
 # ----------------------------------------------------------------------------- building blocks
-def build_optimizer(model: nn.Module, cfg: Any) -> tuple[torch.optim.Optimizer, SAM | None]:
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, SAM | None]:
     """The base optimizer over the trainable parameters, and its SAM wrapper when ``cfg.sam``."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -89,7 +104,7 @@ def build_optimizer(model: nn.Module, cfg: Any) -> tuple[torch.optim.Optimizer, 
     return opt, sam
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Any) -> Any:
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Per-epoch LR schedule: exponential (gamma/epoch) | cosine (to 0 over ``epochs``) | step | none (None)."""
     if cfg.scheduler == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
@@ -195,21 +210,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
-    out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    if channels_last and isinstance(out.get("image"), torch.Tensor) and out["image"].ndim == 4:
-        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
-    return out
-
-
-def _logits(out: Any) -> torch.Tensor:
-    if isinstance(out, Mapping):
-        return out["logits"]
-    if isinstance(out, (tuple, list)):
-        return out[0]
-    return out
-
-
 def _tqdm_disabled() -> bool:
     return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
 
@@ -218,73 +218,470 @@ def _fmt_pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
-def _cfg_dict(cfg: Any) -> dict:
+def _cfg_dict(cfg: TrainConfig) -> dict:
     return asdict(cfg) if is_dataclass(cfg) else dict(vars(cfg))
 
 
-# ----------------------------------------------------------------------------- evaluation
-def _evaluate(
-    model: nn.Module,
-    loader: Any,
-    device: torch.device,
-    forward: Callable,
-    amp_dtype: torch.dtype | None,
-    num_classes: int | None,
-) -> dict[str, Any]:
-    """Accuracy, macro-F1, mean class accuracy, loss and confusion of ``model`` on ``loader`` (gathered over ranks)."""
-    from ..metrics import classification_report
+# ----------------------------------------------------------------------------- one optimisation step
+@dataclass
+class StepState:
+    """Everything one optimisation step needs besides the batch.
 
-    sampler = getattr(loader, "sampler", None)
-    sharded = ddp.is_distributed() and isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
-    rep = None
-    if sharded or ddp.is_main_process():
-        ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null()
-        with ctx:
-            pr = predict(model, loader, device, forward=forward)
-        logits, labels, indices = pr.logits, pr.labels, pr.indices
-        if sharded:  # gather shards; DistributedSampler pads with repeats -> keep one row per sample index
-            parts = ddp.all_gather_objects((logits, labels, indices))
-            logits = np.concatenate([p[0] for p in parts])
-            labels = np.concatenate([p[1] for p in parts])
-            indices = np.concatenate([p[2] for p in parts])
-            _, keep = np.unique(indices, return_index=True)
-            logits, labels = logits[keep], labels[keep]
-        nc = num_classes or logits.shape[1]
-        rep = classification_report(labels, logits.argmax(1), nc)
-        rep["loss"] = float(F.cross_entropy(torch.from_numpy(logits).float(), torch.from_numpy(labels).long()))
-    if not sharded:
-        rep = ddp.broadcast_object(rep)
-    return rep
+    Attributes:
+        model: the module that is trained (the DDP / compiled wrapper when there is one).
+        criterion: ``criterion(out, batch, epoch0) -> (loss, parts)``.
+        forward: ``forward(model, batch) -> out``.
+        optimizer: the base optimizer (also the one inside ``sam``).
+        sam: the SAM wrapper, or None for plain steps.
+        scaler: the fp16 ``GradScaler``, or None.
+        amp_dtype: the autocast dtype, or None (AMP off).
+        grad_clip: max gradient norm (0 = off).
+        checkpoint_path: ``last.pt``, named by the non-finite-loss message.
+    """
+
+    model: nn.Module
+    criterion: Criterion
+    forward: Forward
+    optimizer: torch.optim.Optimizer
+    sam: SAM | None = None
+    scaler: torch.amp.GradScaler | None = None
+    amp_dtype: torch.dtype | None = None
+    grad_clip: float = 0.0
+    checkpoint_path: Path | None = None
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
+def _forward_loss(st: StepState, batch: dict, epoch: int, step: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """Loss, its parts (floats, with ``loss``) and the logits of one forward pass; a NaN/inf loss raises."""
+    with autocast(batch["label"].device.type, st.amp_dtype):
+        out = st.forward(st.model, batch)
+        loss, parts = st.criterion(out, batch, epoch)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        path = st.checkpoint_path
+        keep = f"the last good checkpoint {path} is kept" if path is not None and path.exists() else "no checkpoint yet"
+        raise NonFiniteLossError(
+            f"training loss is {value} at epoch {epoch + 1} step {step + 1}; stopping ({keep}). Lower train.lr, "
+            "enable train.grad_clip or check the data for broken images/labels"
+        )
+    parts = dict(parts)
+    parts.setdefault("loss", value)
+    return loss, parts, unpack_output(out)[0]
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
+
+def _clip(st: StepState) -> None:
+    if st.grad_clip and st.grad_clip > 0:
+        nn.utils.clip_grad_norm_([p for g in st.optimizer.param_groups for p in g["params"]], st.grad_clip)
 
 
-# ----------------------------------------------------------------------------- fit
+def _plain_step(st: StepState, loss: torch.Tensor) -> None:
+    """Backward + (clipped) optimizer step, through the GradScaler when there is one."""
+    if st.scaler is not None:
+        st.scaler.scale(loss).backward()
+        if st.grad_clip:
+            st.scaler.unscale_(st.optimizer)
+        _clip(st)
+        st.scaler.step(st.optimizer)
+        st.scaler.update()
+    else:
+        loss.backward()
+        _clip(st)
+        st.optimizer.step()
+    st.optimizer.zero_grad(set_to_none=True)
+
+
+def _sam_step(st: StepState, loss: torch.Tensor, batch: dict, epoch: int, step: int) -> None:
+    """SAM (Foret et al. Alg. 1): ascent to w + e(w), gradient there, descent from w (the same loss both passes)."""
+    sam, scaler = st.sam, st.scaler
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        inv = 1.0 / scaler.get_scale()
+        for g in st.optimizer.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(inv)  # unscaled first-pass gradient (non-finite -> no perturbation)
+    else:
+        loss.backward()
+    sam.first_step(zero_grad=True)
+    try:
+        loss2, _, _ = _forward_loss(st, batch, epoch, step)
+    except NonFiniteLossError:
+        sam.restore()
+        raise
+    if scaler is not None:
+        scaler.scale(loss2).backward()
+        scaler.unscale_(st.optimizer)
+        _clip(st)
+        sam.restore()
+        scaler.step(st.optimizer)
+        scaler.update()
+        st.optimizer.zero_grad(set_to_none=True)
+    else:
+        loss2.backward()
+        _clip(st)
+        sam.second_step(zero_grad=True)
+
+
+def train_step(st: StepState, batch: dict, epoch: int, step: int = 0) -> tuple[dict, torch.Tensor]:
+    """One optimisation step (two passes under SAM, the same loss in both).
+
+    Args:
+        st: model, criterion, optimizer, SAM, scaler, AMP and clipping of the run.
+        batch: a contract batch already on the device.
+        epoch: the 0-based epoch (given to the criterion; 1-based in the non-finite-loss message).
+        step: the 0-based step in the epoch (for the message).
+
+    Returns:
+        ``(parts, logits)``: the loss terms of the first pass as floats (with ``loss``) and its logits (B, C).
+    """
+    loss, parts, logits = _forward_loss(st, batch, epoch, step)
+    if st.sam is None:
+        _plain_step(st, loss)
+    else:
+        _sam_step(st, loss, batch, epoch, step)
+    return parts, logits
+
+
+# ----------------------------------------------------------------------------- the trainer
+class Trainer:
+    """One training run: :meth:`setup`, :meth:`resume`, then per epoch :meth:`train_epoch`, :meth:`evaluate`,
+    :meth:`save_checkpoint` and :meth:`write_summary`; :meth:`run` does all of it (what :func:`fit` calls).
+
+    The arguments are those of :func:`fit` (less ``resume``, which :meth:`run` takes).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: Any,
+        val_loader: Any,
+        criterion: Criterion,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        *,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        eval_is_test: bool = True,
+        forward: Forward | None = None,
+        class_names: list[str] | None = None,
+        extra_eval_loaders: Mapping[str, Any] | None = None,
+        config_to_save: Any = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self.model, self.train_loader, self.val_loader = model, train_loader, val_loader
+        self.criterion, self.cfg, self.seed, self.eval_is_test = criterion, cfg, seed, eval_is_test
+        self.forward = forward or default_forward
+        self.class_names, self.config_to_save = class_names, config_to_save
+        self.extra_eval_loaders = dict(extra_eval_loaders or {})
+        self.num_classes = len(class_names) if num_classes is None and class_names else num_classes
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.last_path, self.best_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
+        self.metrics_path, self.summary_path = self.run_dir / "metrics.jsonl", self.run_dir / "summary.json"
+        self.distributed, self.main = ddp.is_distributed(), ddp.is_main_process()
+        if self.distributed and torch.cuda.is_available() and str(device) != "cpu":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.quiet = (not self.main) or _tqdm_disabled()
+        self.history: list[dict] = []
+        self.best: dict = {}
+        self.best_epoch = self.start_epoch = self.global_step = 0
+
+    # --- setup and resume
+    def setup(self) -> None:
+        """Output folder and config; model on the device; optimizer, SAM, schedule, AMP; DDP / compile wrappers."""
+        cfg, dev = self.cfg, self.device
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.config_to_save is not None:
+                save_run_config(self.run_dir, self.config_to_save)
+        torch.manual_seed(self.seed)
+        self.amp_dtype = resolve_amp(cfg.amp, dev)
+        self.channels_last = bool(cfg.channels_last) and dev.type == "cuda"
+        self.model.to(dev)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer, self.sam = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        train_model: nn.Module = self.model
+        if self.distributed:
+            ids = [dev.index] if dev.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+        compiled = cfg.compile and dev.type == "cuda"
+        self.train_model = torch.compile(train_model) if compiled else train_model
+        self.eval_model = torch.compile(self.model) if compiled else self.model
+        self.step = StepState(
+            model=self.train_model,
+            criterion=self.criterion,
+            forward=self.forward,
+            optimizer=self.optimizer,
+            sam=self.sam,
+            scaler=self.scaler,
+            amp_dtype=self.amp_dtype,
+            grad_clip=cfg.grad_clip,
+            checkpoint_path=self.last_path,
+        )
+        n_batches = len(self.train_loader)
+        cap = cfg.max_steps_per_epoch
+        self.steps_per_epoch = min(n_batches, cap) if cap else n_batches
+
+    def resume(self, requested: bool = True) -> None:
+        """Continue from ``last.pt`` when ``requested`` and it exists (model, optimizer, RNG, history); else start
+        from epoch 1 (a stale ``metrics.jsonl`` is removed)."""
+        if requested and self.last_path.exists():
+            self._load_last()
+        elif self.main:
+            if requested:
+                print(f"resume requested but {self.last_path} does not exist; starting from epoch 1", flush=True)
+            if self.metrics_path.exists():
+                self.metrics_path.unlink()
+        ddp.barrier()
+
+    def _load_last(self) -> None:
+        ckpt = load_checkpoint(self.last_path, map_location="cpu")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            (self.sam or self.optimizer).load_state_dict(ckpt["optimizer"])
+            if self.scheduler is not None and ckpt.get("scheduler") is not None:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+            if self.scaler is not None and ckpt.get("scaler") is not None:
+                self.scaler.load_state_dict(ckpt["scaler"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(
+                f"checkpoint {str(self.last_path)!r} does not match this model/optimizer "
+                f"(different architecture or train config?): {str(e)[:300]}"
+            ) from e
+        set_rng_state(ckpt["rng"])
+        self.history = list(ckpt.get("history", []))
+        self.best, self.best_epoch = dict(ckpt.get("best") or {}), int(ckpt.get("best_epoch", 0))
+        self.start_epoch, self.global_step = int(ckpt["epoch"]), int(ckpt.get("global_step", 0))
+        if self.main:  # metrics.jsonl = the checkpoint's history (drops lines of epochs after the last checkpoint)
+            atomic_write_text(self.metrics_path, "".join(to_json(h, indent=None) + "\n" for h in self.history))
+            print(f"resumed from {self.last_path} after epoch {self.start_epoch}/{self.cfg.epochs}", flush=True)
+
+    # --- one epoch
+    def train_epoch(self, epoch: int) -> tuple[dict[str, Any], float]:
+        """Train the 0-based ``epoch``: re-seed from ``(seed, epoch)``, run the steps, step the schedule.
+
+        Returns:
+            ``(record, train_time_s)``: the epoch's training metrics (all-reduced over ranks) and its duration.
+        """
+        seed_epoch(self.seed, epoch, self.train_loader)
+        self.train_model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        sums, n_seen, correct = self._run_steps(epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_time = time.perf_counter() - t0
+        record = self._train_record(epoch, lr, sums, n_seen, correct, train_time)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return record, train_time
+
+    def _run_steps(self, epoch: int) -> tuple[dict[str, float], int, torch.Tensor]:
+        """The optimisation steps of one epoch; per-sample sums of the loss parts, samples seen, correct (tensor)."""
+        sums: dict[str, float] = {}
+        n_seen, correct = 0, torch.zeros((), dtype=torch.long, device=self.device)
+        total, cfg = self.steps_per_epoch, self.cfg
+        bar = tqdm(self.train_loader, total=total, desc=f"epoch {epoch + 1}", leave=False, disable=self.quiet)
+        for step, batch in enumerate(bar):
+            if step >= total:
+                break
+            batch = batch_to_device(batch, self.device, self.channels_last)
+            parts, logits = train_step(self.step, batch, epoch, step)
+            bs = int(batch["label"].shape[0])
+            n_seen += bs
+            correct += (logits.detach().argmax(1) == batch["label"]).sum()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * bs
+            self.global_step += 1
+            if cfg.log_every and self.main and (step + 1) % cfg.log_every == 0:
+                tqdm.write(f"  epoch {epoch + 1} step {step + 1}/{total} loss {parts.get('loss', 0):.4f}")
+            if not self.quiet:
+                bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.3f}", refresh=False)
+        bar.close()
+        return sums, n_seen, correct
+
+    def _train_record(
+        self, epoch: int, lr: float, sums: dict[str, float], n_seen: int, correct: torch.Tensor, train_time: float
+    ) -> dict[str, Any]:
+        keys = sorted(sums)
+        tot = ddp.all_reduce_sum([sums[k] for k in keys] + [n_seen, float(correct.item()), train_time], self.device)
+        n_all = max(tot[len(keys)], 1.0)
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
+        phase = getattr(self.criterion, "phase", None)
+        if callable(phase):
+            record["phase"] = phase(epoch)
+        record["train_loss"] = tot[keys.index("loss")] / n_all if "loss" in keys else None
+        for i, k in enumerate(keys):
+            if k != "loss":
+                record[f"train_{k}"] = tot[i] / n_all
+        record["train_acc"] = tot[len(keys) + 1] / n_all
+        record["train_samples"] = int(n_all)
+        return record
+
+    def evaluate(self) -> dict[str, Any]:
+        """The evaluation part of an epoch record: ``val_*`` on ``val_loader``, ``<name>_*`` on the extra loaders."""
+        rep = evaluate_loader(
+            self.eval_model, self.val_loader, self.device, self.forward, self.amp_dtype, self.num_classes
+        )
+        out = {
+            "val_acc": rep["accuracy"],
+            "val_macro_f1": rep["macro_f1"],
+            "val_mean_class_acc": rep["mean_class_acc"],
+            "val_loss": rep["loss"],
+            "val_per_class_recall": rep["per_class_recall"],
+            "val_confusion": rep["confusion"],
+            "val_n": rep["n"],
+        }
+        for name, loader in self.extra_eval_loaders.items():
+            r = evaluate_loader(self.eval_model, loader, self.device, self.forward, self.amp_dtype, self.num_classes)
+            out.update(
+                {
+                    f"{name}_acc": r["accuracy"],
+                    f"{name}_macro_f1": r["macro_f1"],
+                    f"{name}_mean_class_acc": r["mean_class_acc"],
+                }
+            )
+        return out
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train, evaluate (every ``eval_every`` epochs and after the last), log, checkpoint; returns the record."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        record, train_time = self.train_epoch(epoch)
+        do_eval = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        if do_eval:
+            record.update(self.evaluate())
+        record["epoch_time_s"] = time.perf_counter() - t0
+        record["train_time_s"] = train_time
+        record["images_per_s"] = record["train_samples"] / max(train_time, 1e-9)
+        self.history.append(record)
+        improved = do_eval and (not self.best or record["val_acc"] > self.best.get("val_acc", -1.0))
+        if improved:
+            self.best, self.best_epoch = dict(record), epoch + 1
+        if self.main:
+            append_jsonl(self.metrics_path, record)
+            if improved:
+                self.save_best(record)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                self.save_checkpoint(epoch + 1)
+            self.write_summary("running" if epoch + 1 < cfg.epochs else "completed")
+            tqdm.write(_epoch_line(record, cfg.epochs, self.extra_eval_loaders, self.best, self.best_epoch))
+        ddp.barrier()
+        return record
+
+    # --- files
+    def save_checkpoint(self, epoch_done: int) -> None:
+        """``last.pt`` after ``epoch_done`` epochs: everything :meth:`resume` needs (written atomically)."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch_done,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": (self.sam or self.optimizer).state_dict(),
+            "sam": self.sam is not None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+            "sampler": {"next_epoch": epoch_done, "seed": self.seed},
+            "history": self.history,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "seed": self.seed,
+            "train_config": _cfg_dict(self.cfg),
+        }
+        atomic_torch_save(payload, self.last_path)
+
+    def save_best(self, record: dict[str, Any]) -> None:
+        """``best.pt``: the model weights of the best epoch and its record (written atomically)."""
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": record["epoch"],
+            "model": self.model.state_dict(),
+            "record": record,
+            "train_config": _cfg_dict(self.cfg),
+            "seed": self.seed,
+        }
+        atomic_torch_save(payload, self.best_path)
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """The content of ``summary.json``: status, last and best epoch, where the best was selected, checkpoints."""
+        last = self.history[-1] if self.history else {}
+        return {
+            "status": status,
+            "epochs_completed": len(self.history),
+            "epochs": self.cfg.epochs,
+            "last": last,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "last_epoch": last.get("epoch", 0),
+            "selection_metric": "val_acc",
+            "best_selected_on": BEST_ON_TEST if self.eval_is_test else BEST_ON_VAL,
+            "eval_is_test": self.eval_is_test,
+            "class_names": self.class_names,
+            "checkpoint_last": str(self.last_path),
+            "checkpoint_best": str(self.best_path),
+            "seed": self.seed,
+        }
+
+    def write_summary(self, status: str) -> None:
+        """Write ``summary.json`` (rank 0 only)."""
+        if self.main:
+            atomic_write_json(self.summary_path, self.summary(status))
+
+    # --- the whole run
+    def run(self, resume: bool = False) -> FitResult:
+        """Set up, resume if asked, train the remaining epochs; returns the :class:`FitResult`."""
+        self.setup()
+        self.resume(resume)
+        epochs = self.cfg.epochs
+        bar = tqdm(range(self.start_epoch, epochs), total=epochs, initial=self.start_epoch, desc="epochs",
+                   disable=self.quiet)  # fmt: skip
+        for epoch in bar:
+            self.run_epoch(epoch)
+        bar.close()
+        if not self.history:
+            raise ValueError(f"nothing to train or resume in {self.run_dir}: no epoch was run (train.epochs={epochs})")
+        if self.start_epoch >= epochs and self.main:
+            print(f"{self.last_path} already holds all {epochs} epochs; nothing left to train", flush=True)
+        self.write_summary("completed")
+        return self.result()
+
+    def result(self) -> FitResult:
+        return FitResult(
+            run_dir=self.run_dir,
+            history=self.history,
+            last=self.history[-1],
+            best=self.best,
+            best_epoch=self.best_epoch,
+            checkpoint_last=self.last_path,
+            checkpoint_best=self.best_path,
+            eval_is_test=self.eval_is_test,
+        )
+
+
 def fit(
     model: nn.Module,
     train_loader: Any,
     val_loader: Any,
-    criterion: Callable[[Any, dict, int], tuple[torch.Tensor, dict]],
-    cfg: Any,
+    criterion: Criterion,
+    cfg: TrainConfig,
     run_dir: str | Path,
     *,
     device: str | torch.device = "auto",
     seed: int = 0,
     eval_is_test: bool = True,
     resume: bool = False,
-    forward: Callable[[nn.Module, dict], Any] | None = None,
+    forward: Forward | None = None,
     class_names: list[str] | None = None,
     extra_eval_loaders: Mapping[str, Any] | None = None,
     config_to_save: Any = None,
     num_classes: int | None = None,
 ) -> FitResult:
-    """Train ``model`` with ``criterion`` under the :class:`orsalib.config.TrainConfig` ``cfg``.
+    """Train ``model`` with ``criterion`` under the :class:`orsalib.config.TrainConfig` ``cfg`` (a :class:`Trainer`).
 
     Args:
         model: a workbook model (``forward(image, priors) -> {"logits", ...}``, docs/contracts.md).
@@ -312,344 +709,23 @@ def fit(
         NonFiniteLossError: the loss became NaN/inf (epoch and step in the message); last.pt is the last good state.
         CheckpointError: ``resume=True`` and ``last.pt`` is unreadable.
     """
-    run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    metrics_path, summary_path = run_dir / "metrics.jsonl", run_dir / "summary.json"
-    distributed = ddp.is_distributed()
-    main = ddp.is_main_process()
-    if distributed and torch.cuda.is_available() and str(device) != "cpu":
-        dev = torch.device("cuda", torch.cuda.current_device())
-    else:
-        dev = device if isinstance(device, torch.device) else resolve_device(str(device))
-    fwd = forward or default_forward
-    extra_eval_loaders = dict(extra_eval_loaders or {})
-    if num_classes is None and class_names:
-        num_classes = len(class_names)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if config_to_save is not None:
-            from ..utils import save_run_config
-
-            save_run_config(run_dir, config_to_save)
-
-    # --- model, optimizer, schedule, AMP
-    torch.manual_seed(seed)
-    amp_dtype = resolve_amp(cfg.amp, dev)
-    channels_last = bool(cfg.channels_last) and dev.type == "cuda"
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    base_model = model
-    optimizer, sam = build_optimizer(base_model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    train_model: nn.Module = base_model
-    if distributed:
-        ids = [dev.index] if dev.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(base_model, device_ids=ids, find_unused_parameters=True)
-    if cfg.compile and dev.type == "cuda":
-        train_model = torch.compile(train_model)
-    eval_model = torch.compile(base_model) if (cfg.compile and dev.type == "cuda") else base_model
-
-    # --- resume
-    history: list[dict] = []
-    best: dict = {}
-    best_epoch = 0
-    start_epoch = 0
-    global_step = 0
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location="cpu")
-        try:
-            base_model.load_state_dict(ckpt["model"])
-            (sam or optimizer).load_state_dict(ckpt["optimizer"])
-            if scheduler is not None and ckpt.get("scheduler") is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            if scaler is not None and ckpt.get("scaler") is not None:
-                scaler.load_state_dict(ckpt["scaler"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(
-                f"checkpoint {str(last_path)!r} does not match this model/optimizer "
-                f"(different architecture or train config?): {str(e)[:300]}"
-            ) from e
-        set_rng_state(ckpt["rng"])
-        history = list(ckpt.get("history", []))
-        best, best_epoch = dict(ckpt.get("best") or {}), int(ckpt.get("best_epoch", 0))
-        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt.get("global_step", 0))
-        if main:  # metrics.jsonl = the checkpoint's history (drops lines of epochs after the last checkpoint)
-            atomic_write_text(metrics_path, "".join(to_json(h, indent=None) + "\n" for h in history))
-            print(f"resumed from {last_path} after epoch {start_epoch}/{cfg.epochs}", flush=True)
-    elif main:
-        if resume:
-            print(f"resume requested but {last_path} does not exist; starting from epoch 1", flush=True)
-        if metrics_path.exists():
-            metrics_path.unlink()
-    ddp.barrier()
-
-    def _status_summary(status: str) -> None:
-        if not main:
-            return
-        last = history[-1] if history else {}
-        atomic_write_json(
-            summary_path,
-            {
-                "status": status,
-                "epochs_completed": len(history),
-                "epochs": cfg.epochs,
-                "last": last,
-                "best": best,
-                "best_epoch": best_epoch,
-                "last_epoch": last.get("epoch", 0),
-                "selection_metric": "val_acc",
-                "best_selected_on": BEST_ON_TEST if eval_is_test else BEST_ON_VAL,
-                "eval_is_test": eval_is_test,
-                "class_names": class_names,
-                "checkpoint_last": str(last_path),
-                "checkpoint_best": str(best_path),
-                "seed": seed,
-            },
-        )
-
-    def _save_last(epoch_done: int) -> None:
-        payload = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch_done,
-            "global_step": global_step,
-            "model": base_model.state_dict(),
-            "optimizer": (sam or optimizer).state_dict(),
-            "sam": sam is not None,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(),
-            "sampler": {"next_epoch": epoch_done, "seed": seed},
-            "history": history,
-            "best": best,
-            "best_epoch": best_epoch,
-            "seed": seed,
-            "train_config": _cfg_dict(cfg),
-        }
-        atomic_torch_save(payload, last_path)
-
-    # --- epochs
-    from tqdm.auto import tqdm
-
-    disable_bars = (not main) or _tqdm_disabled()
-    n_batches = len(train_loader)
-    steps_per_epoch = min(n_batches, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n_batches
-    epoch_bar = tqdm(
-        range(start_epoch, cfg.epochs), total=cfg.epochs, initial=start_epoch, desc="epochs", disable=disable_bars
-    )
-    for epoch in epoch_bar:
-        seed_epoch(seed, epoch, train_loader)
-        train_model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        sums: dict[str, float] = {}
-        n_seen, correct = 0, torch.zeros((), dtype=torch.long, device=dev)
-        t0 = time.perf_counter()
-        batch_bar = tqdm(
-            train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}", leave=False, disable=disable_bars
-        )
-        for step, batch in enumerate(batch_bar):
-            if step >= steps_per_epoch:
-                break
-            batch = _to_device(batch, dev, channels_last)
-            parts, logits = _train_step(
-                train_model,
-                batch,
-                criterion,
-                epoch,
-                fwd,
-                optimizer,
-                sam,
-                scaler,
-                amp_dtype,
-                cfg.grad_clip,
-                epoch,
-                step,
-                last_path,
-            )
-            bs = int(batch["label"].shape[0])
-            n_seen += bs
-            correct += (logits.detach().argmax(1) == batch["label"]).sum()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * bs
-            global_step += 1
-            if cfg.log_every and main and (step + 1) % cfg.log_every == 0:
-                tqdm.write(f"  epoch {epoch + 1} step {step + 1}/{steps_per_epoch} loss {parts.get('loss', 0):.4f}")
-            if main and not disable_bars:
-                batch_bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.3f}", refresh=False)
-        batch_bar.close()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        train_time = time.perf_counter() - t0
-        keys = sorted(sums)
-        tot = ddp.all_reduce_sum([sums[k] for k in keys] + [n_seen, float(correct.item()), train_time], dev)
-        n_all = max(tot[len(keys)], 1.0)
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr}
-        phase = getattr(criterion, "phase", None)
-        if callable(phase):
-            record["phase"] = phase(epoch)
-        record["train_loss"] = tot[keys.index("loss")] / n_all if "loss" in keys else None
-        for i, k in enumerate(keys):
-            if k != "loss":
-                record[f"train_{k}"] = tot[i] / n_all
-        record["train_acc"] = tot[len(keys) + 1] / n_all
-        record["train_samples"] = int(n_all)
-        if scheduler is not None:
-            scheduler.step()
-
-        # --- evaluation
-        do_eval = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-        if do_eval:
-            rep = _evaluate(eval_model, val_loader, dev, fwd, amp_dtype, num_classes)
-            record.update(
-                {
-                    "val_acc": rep["accuracy"],
-                    "val_macro_f1": rep["macro_f1"],
-                    "val_mean_class_acc": rep["mean_class_acc"],
-                    "val_loss": rep["loss"],
-                    "val_per_class_recall": rep["per_class_recall"],
-                    "val_confusion": rep["confusion"],
-                    "val_n": rep["n"],
-                }
-            )
-            for name, loader in extra_eval_loaders.items():
-                r = _evaluate(eval_model, loader, dev, fwd, amp_dtype, num_classes)
-                record.update(
-                    {
-                        f"{name}_acc": r["accuracy"],
-                        f"{name}_macro_f1": r["macro_f1"],
-                        f"{name}_mean_class_acc": r["mean_class_acc"],
-                    }
-                )
-        epoch_time = time.perf_counter() - t0
-        record["epoch_time_s"] = epoch_time
-        record["train_time_s"] = train_time
-        record["images_per_s"] = n_all / max(train_time, 1e-9)
-        history.append(record)
-        improved = do_eval and (not best or record["val_acc"] > best.get("val_acc", -1.0))
-        if improved:
-            best, best_epoch = dict(record), epoch + 1
-        if main:
-            append_jsonl(metrics_path, record)
-            if improved:
-                atomic_torch_save(
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "epoch": epoch + 1,
-                        "model": base_model.state_dict(),
-                        "record": record,
-                        "train_config": _cfg_dict(cfg),
-                        "seed": seed,
-                    },
-                    best_path,
-                )
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                _save_last(epoch + 1)
-            _status_summary("running" if epoch + 1 < cfg.epochs else "completed")
-            tqdm.write(_epoch_line(record, cfg.epochs, extra_eval_loaders, best, best_epoch))
-        ddp.barrier()
-    epoch_bar.close()
-    if not history:
-        raise ValueError(f"nothing to train or resume in {run_dir}: no epoch was run (train.epochs={cfg.epochs})")
-    if start_epoch >= cfg.epochs and main:
-        print(f"{last_path} already holds all {cfg.epochs} epochs; nothing left to train", flush=True)
-    _status_summary("completed")
-    return FitResult(
-        run_dir=run_dir,
-        history=history,
-        last=history[-1],
-        best=best,
-        best_epoch=best_epoch,
-        checkpoint_last=last_path,
-        checkpoint_best=best_path,
+    trainer = Trainer(
+        model,
+        train_loader,
+        val_loader,
+        criterion,
+        cfg,
+        run_dir,
+        device=device,
+        seed=seed,
         eval_is_test=eval_is_test,
+        forward=forward,
+        class_names=class_names,
+        extra_eval_loaders=extra_eval_loaders,
+        config_to_save=config_to_save,
+        num_classes=num_classes,
     )
-
-
-def _train_step(
-    model: nn.Module,
-    batch: dict,
-    criterion: Callable,
-    epoch0: int,
-    fwd: Callable,
-    optimizer: torch.optim.Optimizer,
-    sam: SAM | None,
-    scaler: Any,
-    amp_dtype: torch.dtype | None,
-    grad_clip: float,
-    epoch: int,
-    step: int,
-    last_path: Path,
-) -> tuple[dict, torch.Tensor]:
-    """One optimisation step (two passes under SAM, the same loss in both). Returns (parts, first-pass logits)."""
-    dev_type = batch["label"].device.type
-
-    def _loss() -> tuple[torch.Tensor, dict, torch.Tensor]:
-        ctx = torch.autocast(dev_type, dtype=amp_dtype) if amp_dtype is not None else _null()
-        with ctx:
-            out = fwd(model, batch)
-            loss, parts = criterion(out, batch, epoch0)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            where = f"epoch {epoch + 1} step {step + 1}"
-            keep = f"the last good checkpoint {last_path} is kept" if last_path.exists() else "no checkpoint yet"
-            raise NonFiniteLossError(
-                f"training loss is {value} at {where}; stopping ({keep}). Lower train.lr, "
-                "enable train.grad_clip or check the data for broken images/labels"
-            )
-        parts = dict(parts)
-        parts.setdefault("loss", value)
-        return loss, parts, _logits(out)
-
-    def _clip() -> None:
-        if grad_clip and grad_clip > 0:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
-
-    loss, parts, logits = _loss()
-    if sam is None:
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-            _clip()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            _clip()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return parts, logits
-    # SAM (Foret et al. Alg. 1): ascent to w + e(w), gradient there, descent from w.
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        inv = 1.0 / scaler.get_scale()
-        for g in optimizer.param_groups:
-            for p in g["params"]:
-                if p.grad is not None:
-                    p.grad.mul_(inv)  # unscaled first-pass gradient (non-finite -> no perturbation)
-    else:
-        loss.backward()
-    sam.first_step(zero_grad=True)
-    try:
-        loss2, _, _ = _loss()
-    except NonFiniteLossError:
-        sam.restore()
-        raise
-    if scaler is not None:
-        scaler.scale(loss2).backward()
-        scaler.unscale_(optimizer)
-        _clip()
-        sam.restore()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-    else:
-        loss2.backward()
-        _clip()
-        sam.second_step(zero_grad=True)
-    return parts, logits
+    return trainer.run(resume=resume)
 
 
 def _epoch_line(rec: dict, epochs: int, extra: Mapping[str, Any], best: dict, best_epoch: int) -> str:
@@ -679,6 +755,8 @@ __all__ = [
     "CheckpointError",
     "FitResult",
     "NonFiniteLossError",
+    "StepState",
+    "Trainer",
     "build_optimizer",
     "build_scheduler",
     "epoch_seed",
@@ -688,4 +766,5 @@ __all__ = [
     "rng_state",
     "seed_epoch",
     "set_rng_state",
+    "train_step",
 ]
