@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from orsalib.config import load_profile
     from orsalib.data.loaders import build_loaders
     from orsalib.data.sources import load_manifest
-    from orsalib.experiment import build_fer_model
+    from orsalib.experiments.fer import build_fer_model
     from orsalib.models.mobilefacenet import MobileFaceNet
     from orsalib.models.segface import SegFaceSwinB
     from orsalib.paths import shared_path

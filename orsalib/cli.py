@@ -1,26 +1,100 @@
-"""``orsa`` / ``python -m orsalib``: one command per thing a user does.
+"""``orsa`` / ``python -m orsalib``: one command per thing a user does; every subcommand's arguments live here.
 
     orsa reproduce --profile cpu --run-name default [--only 10,40] [--list]
-    orsa train --profile cpu --run-name myrun [--resume] [--set train.epochs=3 ...]
+    orsa train --profile cpu --run-name myrun [--resume] [--set train.epochs=3 ...] [--nproc-per-node 2]
     orsa evaluate --run-name myrun
     orsa priors --profile cpu --source oracle
     orsa flops orsanet_large orsanet_cpu
     orsa synth --out DIR --size 112 --train-per-class 400
     orsa models
+
+A mistake a user can make (a bad path, value, name or file) ends in one line on stderr that names it, and exit code 2;
+``--debug`` (before the subcommand) shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .analysis.complexity import complexity_table
+from .config import ConfigError, RunConfig, apply_overrides, load_config, load_profile
+from .data.sources import DatasetError, load_manifest
+from .data.synthfer import build_synthfer
+from .engine import ddp
+from .engine.evaluate import predict
+from .engine.trainer import CheckpointError
+from .experiments.fer import prepare_fer_data, train_fer
+from .experiments.runs import find_run, load_trained
+from .models import list_models, model_meta
+from .models.convert import CheckpointError as ConvertCheckpointError
+from .paths import NOTEBOOKS_DIR, run_dir
+from .priors.cache import PriorCache
+from .priors.landmarks import WeightsError
+from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
+
+#: errors a user causes: reported as one line, exit 2 (anything else is a bug and keeps its traceback)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DatasetError,
+    WeightsError,
+    CheckpointError,
+    ConvertCheckpointError,
+    FileNotFoundError,
+    ValueError,
+)
+_OS_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 
 
+class UsageError(ValueError):
+    """A command-line argument is wrong (the message says which and what is allowed)."""
+
+
+# ----------------------------------------------------------------------------- config from arguments
+def parse_value(text: str) -> Any:
+    """``--set`` values: JSON first (numbers, true/false, lists), then YAML, else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if v is None else v
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=3", ...]`` -> ``{"train.epochs": 3, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v.strip())
+    return out
+
+
+def resolve_train_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of ``orsa train`` arguments (profile or config file, then run name / seed / device / --set)."""
+    sets = parse_sets(args.set or [])
+    given = (("run_name", args.run_name), ("seed", args.seed), ("device", args.device))
+    top = {k: v for k, v in given if v is not None}
+    if args.config:
+        return apply_overrides(load_config(args.config), {**top, **sets})
+    return load_profile(args.profile, {**sets, **top})
+
+
+# ----------------------------------------------------------------------------- subcommands
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .paths import NOTEBOOKS_DIR
-    from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
-
     nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR
     if args.list:
         for nb in list_notebooks(nb_dir, only=args.only):
@@ -29,21 +103,50 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     try:
         reproduce(profile=args.profile, run_name=args.run_name, only=args.only, data_root=args.data_root,
-                  seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir)
+                  seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir)  # fmt: skip
     except NotebookFailed:
         return 1
     return 0
 
 
+def _strip_launcher_option(argv: list[str]) -> list[str]:
+    """``argv`` without ``--nproc-per-node N`` / ``--nproc-per-node=N`` (torchrun gets the rest)."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc-per-node":
+            skip = True
+        elif not a.startswith("--nproc-per-node="):
+            rest.append(a)
+    return rest
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc_per_node > 1 and not ddp.launched_by_torchrun():
+        return ddp.launch(args.nproc_per_node, _strip_launcher_option(args.argv))
+    cfg = resolve_train_config(args)  # validated before any data is prepared
+    info = ddp.init_distributed(cfg.device) if ddp.launched_by_torchrun() else None
+    try:
+        res = train_fer(cfg, resume=args.resume)
+    finally:
+        if info is not None:
+            ddp.cleanup()
+    if ddp.is_main_process():
+        last, best = res.last, res.best
+        print(
+            f"done: last epoch {last.get('epoch')} val {100 * last.get('val_acc', float('nan')):.2f}% | best epoch "
+            f"{res.best_epoch} val {100 * best.get('val_acc', float('nan')):.2f}% | {res.run_dir}"
+        )
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from .engine.evaluate import predict
-    from .experiment import load_trained, prepare_fer_data
-    from .paths import run_dir
-
-    src = run_dir(args.run_name) / args.subdir
-    model, cfg = load_trained(src)
+    src = run_dir(args.run_name, create=False) / args.subdir
+    if not src.parent.is_dir():
+        raise FileNotFoundError(f"no run named {args.run_name!r}: {src.parent} does not exist (see outputs/)")
+    model, cfg = load_trained(find_run(src), which=args.which)
+    print(f"scoring {model.checkpoint_path} (epoch {model.checkpoint_epoch}, model {cfg.model.name})")
     data = prepare_fer_data(cfg)
     rows = []
     for split, loader in data.loaders.items():
@@ -51,41 +154,59 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             continue
         rep = predict(model, loader, device=cfg.device).report(cfg.data.num_classes)
         rows.append({"split": split, "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
-                     "mean_class_acc": rep["mean_class_acc"]})
+                     "mean_class_acc": rep["mean_class_acc"]})  # fmt: skip
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
 
-def _cmd_flops(args: argparse.Namespace) -> int:
-    from .analysis.complexity import complexity_table
+def _cmd_priors(args: argparse.Namespace) -> int:
+    over: dict[str, Any] = {}
+    for key, val in (
+        ("data.dataset", args.dataset), ("data.data_root", args.data_root), ("data.image_size", args.image_size),
+        ("prior.source", args.source), ("prior.landmark_weights", args.landmark_weights),
+        ("prior.parser_weights", args.parser_weights), ("prior.batch_size", args.batch_size),
+    ):  # fmt: skip
+        if val is not None:
+            over[key] = val
+    if args.no_flip:
+        over["prior.cache_flip"] = False
+    cfg = load_profile(args.profile, over, device=args.device)
+    manifest = load_manifest(cfg.data, seed=0)
+    cache = PriorCache(args.cache_dir) if args.cache_dir else PriorCache()
+    store = cache.ensure(manifest, cfg.prior, cfg.data.image_size, cfg.device, progress=not args.quiet)
+    s = store.stats
+    print(
+        f"priors {cfg.prior.source} @{cfg.data.image_size}px for {len(store)} rows of {cfg.data.dataset}: "
+        f"{s.get('computed', 0)} computed, {s.get('reused', 0)} reused, {store.nbytes() / 1e6:.1f} MB, "
+        f"{s.get('seconds', 0.0):.1f} s -> {store.path}"
+    )
+    return 0
 
+
+def _cmd_flops(args: argparse.Namespace) -> int:
     print(complexity_table(args.models).to_string(index=False))
     return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .data.synthfer import build_synthfer
-
     m = build_synthfer(args.out or None, size=args.size, train_per_class=args.train_per_class,
                        val_per_class=args.val_per_class, num_classes=args.num_classes,
                        occlusion_prob=args.occlusion_prob, seed=args.seed, force=args.force,
-                       workers=args.workers or None)
+                       workers=args.workers or None)  # fmt: skip
     print(m.groupby(["split", "label_name"]).size().unstack(fill_value=0).to_string())
     print(f"{len(m)} images; manifest: {m['path'].iloc[0].rsplit('/', 3)[0]}/manifest.csv")
     return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models
-
-    print("\n".join(list_models(args.pattern)))
+    for name in list_models(args.pattern):
+        meta = model_meta(name)
+        print(f"{name:24s} {meta.get('family', ''):15s} {meta.get('task', '')}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orsa", description="ORSA workbook: occlusion-robust FER (ORSANet, RAN, DARELoss)")
-    sub = p.add_subparsers(dest="command", required=True)
-
+# ----------------------------------------------------------------------------- parsers
+def _add_reproduce(sub: Any) -> None:
     r = sub.add_parser("reproduce", help="run the ordered notebook suite with papermill")
     r.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
     r.add_argument("--run-name", default="default", help="outputs go to outputs/<run-name>/")
@@ -98,16 +219,46 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--notebooks-dir", default=None, help="folder of the ordered notebooks (default: notebooks/)")
     r.set_defaults(func=_cmd_reproduce)
 
-    t = sub.add_parser("train", help="train a model from a profile or config file", add_help=False)
-    t.set_defaults(func=None, passthrough="orsalib.experiment:cli_train")
-    pr = sub.add_parser("priors", help="build the prior cache for a dataset", add_help=False)
-    pr.set_defaults(func=None, passthrough="orsalib.priors.cache:cli_main")
 
+def _add_train(sub: Any) -> None:
+    t = sub.add_parser("train", help="train a model from a profile or config file (outputs/<run-name>/train/)")
+    t.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    t.add_argument("--config", default="", help="a JSON/YAML RunConfig file (overrides --profile)")
+    t.add_argument("--run-name", default=None, help="output folder name under outputs/")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt of the run")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set train.epochs=3")
+    t.add_argument("--nproc-per-node", type=int, default=1, help="> 1: launch DDP through torchrun")
+    t.set_defaults(func=_cmd_train)
+
+
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="evaluate a trained run on every evaluation split")
     e.add_argument("--run-name", required=True)
     e.add_argument("--subdir", default="train", help="folder of the run holding config.json + checkpoints")
+    e.add_argument("--which", default="best", choices=("best", "last"), help="which checkpoint to score")
     e.set_defaults(func=_cmd_evaluate)
 
+
+def _add_priors(sub: Any) -> None:
+    p = sub.add_parser("priors", help="build the prior cache for a dataset")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's / embedded SynthFER)")
+    p.add_argument("--source", default=None, help="a registered prior source (default: the profile's)")
+    p.add_argument("--image-size", type=int, default=None, help="model input side (default: the profile's)")
+    p.add_argument("--landmark-weights", default=None, help="MobileFaceNet-68 checkpoint (default data/weights/...)")
+    p.add_argument("--parser-weights", default=None, help="SegFace LaPa Swin-B checkpoint (default data/weights/...)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--no-flip", action="store_true", help="do not cache the priors of the flipped images")
+    p.add_argument("--cache-dir", default=None, help="cache root (default outputs/cache/priors)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_priors)
+
+
+def _add_small(sub: Any) -> None:
     f = sub.add_parser("flops", help="params and FLOPs (fvcore, cross-checked) of registered models")
     f.add_argument("models", nargs="+")
     f.set_defaults(func=_cmd_flops)
@@ -122,30 +273,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true")
     s.add_argument("--workers", type=int, default=0,
-                   help="processes drawing images (0 = automatic: every core for builds of 512+ images)")
+                   help="processes drawing images (0 = automatic: every core for builds of 512+ images)")  # fmt: skip
     s.set_defaults(func=_cmd_synth)
 
-    m = sub.add_parser("models", help="list registered models")
+    m = sub.add_parser("models", help="list registered models (name, family, task)")
     m.add_argument("pattern", nargs="?", default="*")
     m.set_defaults(func=_cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``orsa`` argument parser with every subcommand."""
+    p = argparse.ArgumentParser(prog="orsa", description="ORSA workbook: occlusion-robust FER (ORSANet, RAN, DARELoss)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_reproduce, _add_train, _add_evaluate, _add_priors, _add_small):
+        add(sub)
     return p
+
+
+def _user_error(e: BaseException) -> bool:
+    if isinstance(e, USER_ERRORS):
+        return True
+    return isinstance(e, OSError) and e.errno in _OS_USER_ERRNOS
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; user mistakes become one line on stderr and exit 2 (``--debug`` re-raises)."""
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"orsa {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - sorted into user mistakes and bugs below
+        if args.debug or not _user_error(e):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"orsa {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if argv and argv[0] in ("train", "priors"):
-        import importlib
-
-        entry = {"train": "orsalib.experiment:cli_train", "priors": "orsalib.priors.cache:cli_main"}[argv[0]]
-        mod, fn = entry.split(":")
-        return int(getattr(importlib.import_module(mod), fn)(argv[1:]) or 0)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:  # user-caused: say it plainly, no deep traceback
-        print(f"orsa {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    args.argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,18 @@ Defaults of the dataclasses equal the paper/release settings; profiles override 
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from .models._registry import list_models
+from .utils import atomic_write_text
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
 DATASETS: tuple[str, ...] = (
@@ -123,6 +131,10 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)  # further keyword overrides passed to create_model
 
     def validate(self) -> None:
+        if self.name not in list_models():
+            close = difflib.get_close_matches(str(self.name), list_models(), n=3)
+            hint = f" Did you mean {close}?" if close else ""
+            raise ConfigError(f"model.name={self.name!r} is not a registered model.{hint} See `orsa models`")
         _choice("model.prior_routing", self.prior_routing, ("released", "paper"))
         _fraction("model.drop_path", self.drop_path)
 
@@ -241,41 +253,86 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(obj: Any, overrides: dict[str, Any], where: str = "") -> Any:
-    """Apply nested overrides to a dataclass, rejecting unknown keys with the list of known ones."""
+def _check_type(where: str, value: Any, ftype: str) -> Any:
+    """``value`` checked against a field's annotation (bool, int, finite float, str, list, dict); returns it."""
+    if ftype == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r} is not allowed; it must be true or false")
+    elif ftype == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}={value!r} is not allowed; it must be a whole number")
+    elif ftype == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}={value!r} is not allowed; it must be a finite number")
+        value = float(value)
+    elif ftype == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}={value!r} is not allowed; it must be a string")
+    elif ftype == "list":
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}={value!r} is not allowed; it must be a list")
+    elif ftype == "dict" and not isinstance(value, dict):
+        raise ConfigError(f"{where}={value!r} is not allowed; it must be a mapping")
+    return value
+
+
+def _merge(obj: Any, overrides: Mapping[str, Any], where: str = "") -> Any:
+    """Apply nested overrides to a dataclass in place, rejecting unknown keys and values of the wrong type."""
     known = {f.name: f for f in fields(obj)}
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"unknown config key {where + key!r}; known keys: {sorted(known)}")
         cur = getattr(obj, key)
         if is_dataclass(cur):
-            if not isinstance(value, dict):
+            if not isinstance(value, Mapping):
                 raise ConfigError(f"config section {where + key!r} must be a mapping, got {type(value).__name__}")
             _merge(cur, value, where=f"{where}{key}.")
         else:
-            setattr(obj, key, copy.deepcopy(value))
+            ftype = known[key].type if isinstance(known[key].type, str) else known[key].type.__name__
+            setattr(obj, key, copy.deepcopy(_check_type(where + key, value, ftype)))
     return obj
 
 
-def _split_dotted(overrides: dict[str, Any]) -> dict[str, Any]:
+def _split_dotted(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``{"train.epochs": 3}`` -> ``{"train": {"epochs": 3}}`` (dotted keys as papermill/CLI give them)."""
     out: dict[str, Any] = {}
     for k, v in overrides.items():
-        parts = k.split(".")
+        parts = str(k).split(".")
         d = out
         for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        if isinstance(v, dict) and isinstance(d.get(parts[-1]), dict):
+            nxt = d.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"config key {k!r}: {p!r} is a value, not a section")
+            d = nxt
+        if isinstance(v, Mapping) and isinstance(d.get(parts[-1]), dict):
             d[parts[-1]].update(v)
         else:
             d[parts[-1]] = v
     return out
 
 
-def load_profile(profile: str = "cpu", overrides: dict[str, Any] | None = None, **kw: Any) -> RunConfig:
+def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any] | None = None, **kw: Any) -> RunConfig:
+    """A validated copy of ``cfg`` with dotted (``{"train.lr": 1e-3}``) or nested overrides applied.
+
+    The one way to override a config: the CLI's ``--set``, notebooks, ablation variants and the runbook all use it.
+    ``cfg`` itself is not modified.
+
+    Raises:
+        ConfigError: an unknown key (the message lists the known ones), a value of the wrong type (bool, whole
+            number, finite number, string, list, mapping) or out of its allowed range.
+    """
+    out = copy.deepcopy(cfg)
+    _merge(out, _split_dotted({**(overrides or {}), **kw}))
+    return out.validate()
+
+
+def load_profile(profile: str = "cpu", overrides: Mapping[str, Any] | None = None, **kw: Any) -> RunConfig:
     """The resolved config of a profile, with nested or dotted overrides, validated.
 
-    Example: ``load_profile("smoke", {"train.epochs": 1}, run_name="t")``.
+    Example: ``load_profile("smoke", {"train.epochs": 1}, run_name="t")``. Setting ``seed`` without ``seeds`` puts
+    that seed first in ``seeds`` (the list multi-seed studies run).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
@@ -299,12 +356,9 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:
-    from .utils import atomic_write_text
-
+    """Write ``cfg`` as JSON (or YAML by the file's suffix), atomically."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
         return atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
@@ -317,8 +371,6 @@ def load_config(path: str | Path) -> RunConfig:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             d = yaml.safe_load(text) or {}
         else:
             d = json.loads(text)

@@ -19,12 +19,13 @@ CACHE_DIR: Path = OUTPUTS_DIR / "cache"
 SHARED_DIR: Path = Path(os.environ.get("ORSA_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
 
 
-def run_dir(run_name: str) -> Path:
-    """The output folder of one run: ``outputs/<run_name>/`` (created)."""
+def run_dir(run_name: str, create: bool = True) -> Path:
+    """The output folder of one run: ``outputs/<run_name>/`` (created unless ``create=False``)."""
     if not run_name or any(c in run_name for c in "/\\") or run_name in {".", ".."}:
         raise ValueError(f"run_name must be a plain folder name (no slashes), got {run_name!r}")
     d = OUTPUTS_DIR / run_name
-    d.mkdir(parents=True, exist_ok=True)
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
     return d
 
 

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from orsalib import ablations as A
 from orsalib.config import load_profile
+from orsalib.experiments import ablations as A
+from orsalib.experiments import runs as R
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def cfg():
 
 
 def test_variants_apply_and_switch_the_model(cfg):
-    from orsalib.experiment import build_fer_model
+    from orsalib.experiments.fer import build_fer_model
 
     A.validate_variants(cfg)
     assert list(A.TABLE6_VARIANTS)[0] == "full" and len(A.TABLE6_VARIANTS) == 6
@@ -126,10 +127,10 @@ def test_run_ablations_resumable_with_stub_trainer(tmp_path):
 
 def test_load_or_train_missing_and_eval_config(tmp_path, cfg):
     with pytest.raises(FileNotFoundError, match="run notebooks/40_training"):
-        A.load_or_train(cfg, tmp_path / "nothing")
-    base = A.baseline_config(cfg)
+        R.load_or_train(cfg, tmp_path / "nothing")
+    base = R.baseline_config(cfg)
     assert base.model.name == "baseline_tiny" and cfg.model.name == "orsanet_tiny"
-    e = A.eval_config("smoke", {"data.dataset": "synthfer"}, run_name="t")
+    e = R.eval_config("smoke", {"data.dataset": "synthfer"}, run_name="t")
     assert e.prior.source == "oracle"
-    e2 = A.eval_config("smoke", {"data.dataset": "fer2013", "data.data_root": str(tmp_path)}, prior_source="none")
+    e2 = R.eval_config("smoke", {"data.dataset": "fer2013", "data.data_root": str(tmp_path)}, prior_source="none")
     assert e2.prior.source == "none"

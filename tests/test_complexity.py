@@ -64,7 +64,7 @@ def test_frozen_prior_flops_reported_apart():
 
 
 def test_complexity_table_and_paper_constants():
-    df = complexity_table(["orsanet_tiny", "orsanet_tiny_baseline"], cross_check=False)
+    df = complexity_table(["orsanet_tiny", "baseline_tiny"], cross_check=False)
     assert list(df["params_trainable"]) == [581_292, 90_487]
     assert (df["gflops_trainable"] > 0).all()
     assert df.loc[0, "gflops_trainable"] > df.loc[1, "gflops_trainable"]

@@ -1,4 +1,4 @@
-"""experiment.py: model building from the config, train_fer on prepared data, load_trained round trip, CLI config."""
+"""experiments.fer / experiments.runs / cli train: model from config, train_fer, load_trained round trip, CLI config."""
 
 import argparse
 import json
@@ -8,17 +8,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from orsalib.cli import build_parser, resolve_train_config
 from orsalib.config import ConfigError, load_profile, save_config
 from orsalib.engine.evaluate import predict
 from orsalib.engine.trainer import CheckpointError
-from orsalib.experiment import (
-    FERData,
-    build_cli_parser,
-    build_fer_model,
-    load_trained,
-    resolve_cli_config,
-    train_fer,
-)
+from orsalib.experiments.fer import FERData, build_fer_model, train_fer
+from orsalib.experiments.runs import load_trained
 
 
 class PriorFaces(Dataset):
@@ -131,7 +126,11 @@ def test_load_trained_errors(tmp_path):
 
 
 def test_cli_config_resolution(tmp_path):
-    p = build_cli_parser()
+    class _TrainParser:
+        def parse_args(self, argv):
+            return build_parser().parse_args(["train", *argv])
+
+    p = _TrainParser()
     args = p.parse_args(
         [
             "--profile",
@@ -148,19 +147,19 @@ def test_cli_config_resolution(tmp_path):
             "model.seg_prior=false",
         ]
     )
-    cfg = resolve_cli_config(args)
+    cfg = resolve_train_config(args)
     assert (cfg.run_name, cfg.train.epochs, cfg.train.scheduler, cfg.train.lr) == ("r1", 3, "cosine", 1e-3)
     assert cfg.model.seg_prior is False and cfg.profile == "smoke"
     f = tmp_path / "c.json"
     save_config(cfg, f)
-    cfg2 = resolve_cli_config(p.parse_args(["--config", str(f), "--set", "train.epochs=5", "--seed", "4"]))
+    cfg2 = resolve_train_config(p.parse_args(["--config", str(f), "--set", "train.epochs=5", "--seed", "4"]))
     assert cfg2.train.epochs == 5 and cfg2.seed == 4 and cfg2.train.scheduler == "cosine"
     with pytest.raises(ValueError, match="unknown config key"):
-        resolve_cli_config(p.parse_args(["--config", str(f), "--set", "train.epochz=5"]))
+        resolve_train_config(p.parse_args(["--config", str(f), "--set", "train.epochz=5"]))
     with pytest.raises(ConfigError):
-        resolve_cli_config(p.parse_args(["--profile", "smoke", "--set", "train.optimizer=lion"]))
+        resolve_train_config(p.parse_args(["--profile", "smoke", "--set", "train.optimizer=lion"]))
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        resolve_cli_config(
+        resolve_train_config(
             argparse.Namespace(set=["train.epochs"], run_name=None, seed=None, device=None, config="", profile="smoke")
         )
 
@@ -168,7 +167,7 @@ def test_cli_config_resolution(tmp_path):
 @pytest.mark.slow
 def test_prepare_fer_data_and_train_on_smoke_profile(tmp_path):
     pytest.importorskip("orsalib.priors.cache", reason="prior cache module not available")
-    from orsalib.experiment import prepare_fer_data
+    from orsalib.experiments.fer import prepare_fer_data
 
     cfg = _cfg()
     data = prepare_fer_data(cfg)

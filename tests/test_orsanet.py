@@ -26,8 +26,8 @@ def paper_priors(b: int = 2, s: int = 64, seed: int = 0) -> dict[str, torch.Tens
 # ----------------------------------------------------------------------------- sizes
 @pytest.mark.parametrize(
     "name, expected",
-    [("orsanet_cpu", 1_385_861), ("orsanet_tiny", 581_292), ("orsanet_cpu_baseline", 366_975),
-     ("orsanet_tiny_baseline", 90_487)],
+    [("orsanet_cpu", 1_385_861), ("orsanet_tiny", 581_292), ("baseline_cpu", 366_975),
+     ("baseline_tiny", 90_487)],
 )  # fmt: skip
 def test_cpu_variant_param_counts_pinned(name, expected):
     m = create_model(name)
@@ -110,7 +110,7 @@ def test_landmark_heatmaps_peak_and_missing():
 
 
 def test_baseline_ignores_priors_and_has_no_mcm():
-    m = create_model("orsanet_cpu_baseline").eval()
+    m = create_model("baseline_cpu").eval()
     assert m.required_priors == () and not hasattr(m, "pyramid_fuse") and not hasattr(m, "seg_fusion")
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(m(x)["logits"], m(x, paper_priors())["logits"])

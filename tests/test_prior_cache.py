@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+from orsalib.cli import main as orsa_main
 from orsalib.data.synthfer import build_synthfer
 from orsalib.data.transforms import flip_landmarks, flip_parsing
 from orsalib.models.mobilefacenet import MobileFaceNet
-from orsalib.priors.cache import PriorCache, cli_main, load_resized
+from orsalib.priors.cache import PriorCache, load_resized
 from orsalib.priors.landmarks import WeightsError, load_mobilefacenet
 from orsalib.priors.sources import (
     InModelPriors,
@@ -249,11 +250,11 @@ def test_in_model_priors_modes(mode):
 
 
 def test_cli_builds_cache(tmp_path, capsys):
-    rc = cli_main(["--profile", "smoke", "--source", "oracle", "--cache-dir", str(tmp_path), "--quiet"])
+    rc = orsa_main(["priors", "--profile", "smoke", "--source", "oracle", "--cache-dir", str(tmp_path), "--quiet"])
     assert rc == 0
     assert "computed" in capsys.readouterr().out
     assert any(tmp_path.glob("oracle-none/64/index-*.json"))
-    assert cli_main(["--profile", "smoke", "--source", "mobilefacenet", "--landmark-weights",
+    assert orsa_main(["priors", "--profile", "smoke", "--source", "mobilefacenet", "--landmark-weights",
                      str(tmp_path / "missing.pth"), "--cache-dir", str(tmp_path), "--quiet"]) == 2  # fmt: skip
 
 

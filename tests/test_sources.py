@@ -394,7 +394,7 @@ def test_fer2013_mini_real():
 
 
 def test_data_figures_from_a_manifest(tmp_path):
-    from orsalib import viz_data
+    from orsalib.viz import dataset as viz_data
 
     root = make_imagefolder(tmp_path / "ds", NAMED_7, n=2)
     m = S.build_source("imagefolder", root)

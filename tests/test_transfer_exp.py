@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from orsalib import transfer_exp as X
+from orsalib.experiments import transfer as X
+from orsalib.viz import transfer as VX
 
 
 def test_hsi_metrics_hand_computed():
@@ -64,7 +65,7 @@ def test_tiny_image_comparison_table(tmp_path, monkeypatch):
     assert table["paper Δ top1"].iloc[0] == pytest.approx(0.57)
     d = X.paired_differences(runs, ["top1"])
     assert d.top1.iloc[0] == pytest.approx(runs.top1.iloc[1] - runs.top1.iloc[0])
-    fig = X.per_class_figure(runs, task.class_names)
+    fig = VX.per_class_figure(runs, task.class_names)
     assert len(fig.data) == 2
     summ = X.summary_numbers(runs, "image")
     assert summ["digits_standin/gfnet_cifar_tiny"]["delta"] == pytest.approx(d.top1.iloc[0], abs=1e-3)

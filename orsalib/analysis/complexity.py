@@ -14,6 +14,7 @@ as the paper does (its 6.9G excludes them).
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+
+from ..models import create_model
 
 FROZEN_PRIOR_MODULES: tuple[str, ...] = ("face_landback", "face_segment")
 
@@ -246,10 +249,9 @@ def count_flops(model: nn.Module, inputs: tuple[Any, ...] | None = None, *, cros
     )
 
 
-def complexity_row(name: str, *, flops: bool = True, cross_check: bool = True, **overrides: Any) -> dict[str, Any]:
-    """Params (and FLOPs per image) of one registered model, built with ``overrides``."""
-    from orsalib.models import create_model
-
+def _complexity(name: str, flops: bool, cross_check: bool, overrides: dict[str, Any]) -> tuple[dict, pd.DataFrame]:
+    """One model's row (params, GFLOPs per image, time to count) and its FLOPs-by-module table."""
+    t0 = time.perf_counter()
     model = create_model(name, **overrides)
     p = count_params(model)
     row: dict[str, Any] = {
@@ -259,6 +261,7 @@ def complexity_row(name: str, *, flops: bool = True, cross_check: bool = True, *
         "params_total": p["total"],
         "params_trainable": p["trainable"],
     }
+    by_module = pd.DataFrame()
     if flops:
         rep = count_flops(model, example_inputs(model), cross_check=cross_check)
         row.update(
@@ -271,14 +274,37 @@ def complexity_row(name: str, *, flops: bool = True, cross_check: bool = True, *
                 "fvcore_skipped_ops": ", ".join(sorted(rep.unsupported)),
             }
         )
-    return row
+        by_module = rep.module_table().assign(model=row["model"])
+    row["count_seconds"] = time.perf_counter() - t0
+    return row, by_module
+
+
+def complexity_row(name: str, *, flops: bool = True, cross_check: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Params (and FLOPs per image) of one registered model, built with ``overrides``."""
+    return _complexity(name, flops, cross_check, overrides)[0]
 
 
 def complexity_table(
     names: list[str] | tuple[str, ...], *, flops: bool = True, cross_check: bool = True, **overrides: Any
 ) -> pd.DataFrame:
-    """One row per registered model name: params (total / trainable) and GFLOPs per image (fvcore + torch)."""
-    return pd.DataFrame([complexity_row(n, flops=flops, cross_check=cross_check, **overrides) for n in names])
+    """One row per registered model name: params (total / trainable) and GFLOPs per image (fvcore + torch).
+
+    The same table ``orsa flops`` prints and notebook 30 saves as ``complexity``.
+    """
+    return complexity_report(names, flops=flops, cross_check=cross_check, **overrides)[0]
+
+
+def complexity_report(
+    names: list[str] | tuple[str, ...], *, flops: bool = True, cross_check: bool = True, **overrides: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`complexity_table` and, beside it, the FLOPs of every model by module (one frame, column ``model``)."""
+    rows, parts = [], []
+    for n in names:
+        row, by_module = _complexity(n, flops, cross_check, dict(overrides))
+        rows.append(row)
+        parts.append(by_module)
+    by_modules = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame()
+    return pd.DataFrame(rows), by_modules
 
 
 # ----------------------------------------------------------------------------- structure tables

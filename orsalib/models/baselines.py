@@ -13,27 +13,22 @@ from typing import Any
 
 from torch import nn
 
-from ._registry import register_model
+from ._registry import list_models, model_meta, register_model
 from .orsanet import orsanet_cpu, orsanet_large, orsanet_tiny
-
-#: baseline name -> the ORSANet variant whose backbone it shares.
-BASELINE_OF: dict[str, str] = {
-    "baseline_tiny": "orsanet_tiny",
-    "baseline_cpu": "orsanet_cpu",
-    "baseline_ir50": "orsanet_large",
-}
 
 
 def baseline_for(model_name: str) -> str:
-    """The baseline sharing ``model_name``'s backbone (``"orsanet_cpu"`` -> ``"baseline_cpu"``)."""
-    for base, full in BASELINE_OF.items():
-        if full == model_name:
-            return base
-    if model_name in ("orsanet_small", "orsanet_base"):
-        return "baseline_ir50"
-    if model_name in BASELINE_OF:
+    """The registered baseline sharing ``model_name``'s backbone (``"orsanet_cpu"`` -> ``"baseline_cpu"``).
+
+    Read from the registry metadata ``baseline_of`` of the ``baseline`` family; a baseline maps to itself.
+    """
+    if model_meta(model_name).get("family") == "baseline":
         return model_name
-    raise ValueError(f"no baseline is registered for model {model_name!r}; known: {sorted(BASELINE_OF.values())}")
+    for name in list_models():
+        if model_name in model_meta(name).get("baseline_of", ()):
+            return name
+    known = sorted(m for n in list_models() for m in model_meta(n).get("baseline_of", ()))
+    raise ValueError(f"no baseline is registered for model {model_name!r}; known: {known}")
 
 
 def _strip(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -42,22 +37,25 @@ def _strip(overrides: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-@register_model(image_size=64, baseline_of="orsanet_tiny")
+@register_model(family="baseline", task="fer", uses_priors=False, image_size=64, baseline_of=("orsanet_tiny",))
 def baseline_tiny(**overrides: Any) -> nn.Module:
     """``orsanet_tiny``'s backbone, no priors, no MCM (global mean of tokens + SE + linear head)."""
     return orsanet_tiny(baseline=True, **_strip(overrides))
 
 
-@register_model(image_size=64, baseline_of="orsanet_cpu")
+@register_model(family="baseline", task="fer", uses_priors=False, image_size=64, baseline_of=("orsanet_cpu",))
 def baseline_cpu(**overrides: Any) -> nn.Module:
     """``orsanet_cpu``'s backbone, no priors, no MCM."""
     return orsanet_cpu(baseline=True, **_strip(overrides))
 
 
-@register_model(image_size=224, baseline_of="orsanet_large")
+@register_model(
+    family="baseline", task="fer", uses_priors=False, image_size=224,
+    baseline_of=("orsanet_large", "orsanet_base", "orsanet_small"),
+)  # fmt: skip
 def baseline_ir50(**overrides: Any) -> nn.Module:
     """The released IR-50 image branch (112 px nearest resize, 3 stages, raw token view), no priors, no MCM."""
     return orsanet_large(baseline=True, **_strip(overrides))
 
 
-__all__ = ["BASELINE_OF", "baseline_cpu", "baseline_for", "baseline_ir50", "baseline_tiny"]
+__all__ = ["baseline_cpu", "baseline_for", "baseline_ir50", "baseline_tiny"]

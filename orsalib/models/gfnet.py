@@ -166,25 +166,27 @@ def _build(base: GFNetConfig, **overrides) -> GFNet:
     return GFNet(replace(base, **overrides))
 
 
-@register_model(paper="GFNet-Ti (Rao et al. 2021), 224 px")
+@register_model(family="gfnet", task="image", uses_priors=False, paper="GFNet-Ti (Rao et al. 2021), 224 px")
 def gfnet_ti(**overrides) -> GFNet:
     """GFNet-Ti: 256 x 12, patch 16 at 224 (~7.5M params with a 1000-class head)."""
     return _build(GFNetConfig(embed_dim=256, depth=12), **overrides)
 
 
-@register_model(paper="GFNet-XS (Rao et al. 2021), 224 px")
+@register_model(family="gfnet", task="image", uses_priors=False, paper="GFNet-XS (Rao et al. 2021), 224 px")
 def gfnet_xs(**overrides) -> GFNet:
     """GFNet-XS: 384 x 12, patch 16 at 224 (~16M params)."""
     return _build(GFNetConfig(embed_dim=384, depth=12), **overrides)
 
 
-@register_model(paper="GFNet-S (Rao et al. 2021), 224 px")
+@register_model(family="gfnet", task="image", uses_priors=False, paper="GFNet-S (Rao et al. 2021), 224 px")
 def gfnet_s(**overrides) -> GFNet:
     """GFNet-S: 384 x 19, patch 16 at 224 (~25M params)."""
     return _build(GFNetConfig(embed_dim=384, depth=19), **overrides)
 
 
-@register_model(paper="small CIFAR variant of GFNet (not in the paper)")
+@register_model(
+    family="gfnet", task="image", uses_priors=False, paper="small CIFAR variant of GFNet (not in the paper)"
+)
 def gfnet_cifar_tiny(**overrides) -> GFNet:
     """A CPU-sized GFNet for 32 px input: patch 4 (8x8 grid), 128 x 4, 10 classes."""
     return _build(GFNetConfig(img_size=32, patch_size=4, num_classes=10, embed_dim=128, depth=4), **overrides)
@@ -199,7 +201,12 @@ def _crossvit(**kwargs) -> nn.Module:
     return LogitsOnly(CrossVit(**kwargs))
 
 
-@register_model(paper="CrossViT-Ti (Chen et al., ICCV 2021) architecture at 32 px")
+@register_model(
+    family="crossvit",
+    task="image",
+    uses_priors=False,
+    paper="CrossViT-Ti (Chen et al., ICCV 2021) architecture at 32 px",
+)
 def crossvit_cifar_tiny(**overrides) -> nn.Module:
     """timm's ``crossvit_tiny_240`` architecture rebuilt for 32 px CIFAR input.
 
@@ -223,7 +230,9 @@ def crossvit_cifar_tiny(**overrides) -> nn.Module:
     return _crossvit(**kw)
 
 
-@register_model(paper="CrossViT-Ti (Chen et al., ICCV 2021), 240 px")
+@register_model(
+    family="crossvit", task="image", uses_priors=False, paper="CrossViT-Ti (Chen et al., ICCV 2021), 240 px"
+)
 def crossvit_tiny_240(**overrides) -> nn.Module:
     """timm's ``crossvit_tiny_240`` (240 px input; resize CIFAR images to 240). Randomly initialised here:
     weights are never downloaded at run time; load a local checkpoint yourself for ImageNet fine-tuning."""

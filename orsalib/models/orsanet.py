@@ -428,43 +428,31 @@ TINY_CONFIG = replace(
 )  # fmt: skip
 
 
-@register_model(image_size=224, paper_params_m=None)
+@register_model(family="orsanet", task="fer", uses_priors=True, image_size=224, paper_params_m=None)
 def orsanet_small(**overrides: Any) -> ORSANet:
     """Released ``small`` (MCM depth 4): 50,337,931 trainable parameters."""
     return ORSANet(_released(4), **overrides)
 
 
-@register_model(image_size=224, paper_params_m=None)
+@register_model(family="orsanet", task="fer", uses_priors=True, image_size=224, paper_params_m=None)
 def orsanet_base(**overrides: Any) -> ORSANet:
     """Released ``base`` (MCM depth 6): 55,313,753 trainable parameters."""
     return ORSANet(_released(6), **overrides)
 
 
-@register_model(image_size=224, paper_params_m=60.2)
+@register_model(family="orsanet", task="fer", uses_priors=True, image_size=224, paper_params_m=60.2)
 def orsanet_large(**overrides: Any) -> ORSANet:
     """Released ``large`` (MCM depth 8): 60,289,575 trainable parameters (paper Table 5: 60.2M)."""
     return ORSANet(_released(8), **overrides)
 
 
-@register_model(image_size=64)
+@register_model(family="orsanet", task="fer", uses_priors=True, image_size=64)
 def orsanet_cpu(**overrides: Any) -> ORSANet:
     """CPU-sized ORSANet (every component kept): slim IR at 64 px, D=96, depth 2, 4 heads, 8x8 tokens."""
     return ORSANet(CPU_CONFIG, **overrides)
 
 
-@register_model(image_size=64)
+@register_model(family="orsanet", task="fer", uses_priors=True, image_size=64)
 def orsanet_tiny(**overrides: Any) -> ORSANet:
     """Smoke-test ORSANet (every component kept, minimal widths): D=64, depth 1, 2 heads, 8x8 tokens."""
     return ORSANet(TINY_CONFIG, **overrides)
-
-
-@register_model(image_size=64)
-def orsanet_cpu_baseline(**overrides: Any) -> ORSANet:
-    """The ``orsanet_cpu`` backbone without priors and without MCM (tokens -> mean -> LN -> SE -> head)."""
-    return ORSANet(replace(CPU_CONFIG, baseline=True), **overrides)
-
-
-@register_model(image_size=64)
-def orsanet_tiny_baseline(**overrides: Any) -> ORSANet:
-    """The ``orsanet_tiny`` backbone without priors and without MCM."""
-    return ORSANet(replace(TINY_CONFIG, baseline=True), **overrides)

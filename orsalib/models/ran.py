@@ -441,13 +441,21 @@ def _create(defaults: dict[str, Any], overrides: dict[str, Any]) -> RAN:
     return RAN(RANConfig(**kw))
 
 
-@register_model(paper="RAN (TIP 2020), ResNet-18, 224 crops, released fixed crops", profile="paper")
+@register_model(
+    family="ran",
+    task="fer",
+    uses_priors=False,
+    paper="RAN (TIP 2020), ResNet-18, 224 crops, released fixed crops",
+    profile="paper",
+)
 def ran_resnet18(**kwargs: Any) -> RAN:
     """The paper setting: ResNet-18 backbone, 224-pixel crops, fixed FERPlus crops + face, release attention."""
     return _create(dict(backbone="resnet18", crop_size=224), kwargs)
 
 
-@register_model(paper="RAN (TIP 2020), ResNet-34, 224 crops", profile="paper")
+@register_model(
+    family="ran", task="fer", uses_priors=False, paper="RAN (TIP 2020), ResNet-34, 224 crops", profile="paper"
+)
 def ran_resnet34(**kwargs: Any) -> RAN:
     """ResNet-34 backbone (the paper's other ResNet), 224-pixel crops."""
     return _create(dict(backbone="resnet34", crop_size=224), kwargs)
@@ -457,14 +465,20 @@ _CPU_BACKBONE: dict[str, Any] = {"channels": (16, 32, 64, 128), "stem_type": "",
 _TINY_BACKBONE: dict[str, Any] = {"channels": (8, 16, 32, 64), "stem_type": "", "stem_width": 16}
 
 
-@register_model(paper="RAN, reduced for CPU: resnet10t at quarter width, 40 px crops", profile="cpu")
+@register_model(
+    family="ran",
+    task="fer",
+    uses_priors=False,
+    paper="RAN, reduced for CPU: resnet10t at quarter width, 40 px crops",
+    profile="cpu",
+)
 def ran_cpu(**kwargs: Any) -> RAN:
     """CPU profile: timm ``resnet10t`` with channels (16, 32, 64, 128) and a plain 32-wide stem (128-d region
     features, 256-d ``P``), 40-pixel crops (the cpu profile's faces are 64 px, so a 0.75 crop is ~48 px)."""
     return _create(dict(backbone="resnet10t", backbone_kwargs=dict(_CPU_BACKBONE), crop_size=40), kwargs)
 
 
-@register_model(paper="RAN, smoke-test size", profile="smoke")
+@register_model(family="ran", task="fer", uses_priors=False, paper="RAN, smoke-test size", profile="smoke")
 def ran_tiny(**kwargs: Any) -> RAN:
     """Smoke tests: ``resnet10t`` with channels (8, 16, 32, 64) and a plain 16-wide stem, 32-pixel crops."""
     return _create(dict(backbone="resnet10t", backbone_kwargs=dict(_TINY_BACKBONE), crop_size=32), kwargs)

@@ -172,13 +172,17 @@ def _build(base: SpectralFormerConfig, **overrides) -> SpectralFormer:
     return SpectralFormer(replace(base, **overrides))
 
 
-@register_model(paper="SpectralFormer pixel-wise (Hong et al. 2022)")
+@register_model(
+    family="spectralformer", task="hsi", uses_priors=False, paper="SpectralFormer pixel-wise (Hong et al. 2022)"
+)
 def spectralformer_pixel(**overrides) -> SpectralFormer:
     """Pixel-wise SpectralFormer: patch 1, band_patches 3 (Indian Pines defaults: 200 bands, 16 classes)."""
     return _build(SpectralFormerConfig(patch=1, band_patches=3), **overrides)
 
 
-@register_model(paper="SpectralFormer patch-wise (Hong et al. 2022)")
+@register_model(
+    family="spectralformer", task="hsi", uses_priors=False, paper="SpectralFormer patch-wise (Hong et al. 2022)"
+)
 def spectralformer_patch(**overrides) -> SpectralFormer:
     """Patch-wise SpectralFormer: 7x7 patches, band_patches 3 (Indian Pines; use band_patches=7 for Pavia)."""
     return _build(SpectralFormerConfig(patch=7, band_patches=3), **overrides)

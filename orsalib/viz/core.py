@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
-from .paths import run_dir as _run_dir
-from .utils import atomic_write_json, atomic_write_text
+from ..paths import run_dir as _run_dir
+from ..utils import atomic_write_json, atomic_write_text
 
 
 def _safe_name(name: str) -> str:
@@ -33,8 +34,6 @@ def save_figure(fig: go.Figure, run_name: str, name: str, png: bool = False) -> 
     atomic_write_text(path, html)
     js = out / "plotly.min.js"
     if not js.exists():
-        from plotly.offline import get_plotlyjs
-
         atomic_write_text(js, get_plotlyjs())
     if png:
         try:

@@ -15,39 +15,10 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from .data.labels import EMOTIONS
-from .data.transforms import read_rgb
-
-# LaPa 11 classes: background, skin, l/r brow, l/r eye, nose, upper lip, inner mouth, lower lip, hair.
-PARSING_COLORS: np.ndarray = np.array(
-    [
-        [0, 0, 0],
-        [255, 204, 153],
-        [255, 0, 0],
-        [255, 128, 0],
-        [0, 0, 255],
-        [0, 160, 255],
-        [0, 200, 0],
-        [255, 0, 255],
-        [128, 0, 128],
-        [200, 0, 100],
-        [120, 80, 40],
-    ],
-    dtype=np.uint8,
-)
-PARSING_NAMES: tuple[str, ...] = (
-    "background",
-    "skin",
-    "left brow",
-    "right brow",
-    "left eye",
-    "right eye",
-    "nose",
-    "upper lip",
-    "inner mouth",
-    "lower lip",
-    "hair",
-)
+from ..data.labels import EMOTIONS
+from ..data.occlusion import occlude_image
+from ..data.transforms import read_rgb
+from .style import PARSING_COLORS
 
 
 def _data_uri(img: np.ndarray) -> str:
@@ -224,7 +195,6 @@ def occlusion_examples(
         (a grid figure, one row per image: clean, rectangle@r for each ratio, each semantic kind;
         a table of the covered fraction actually obtained per example).
     """
-    from .data.occlusion import occlude_image
 
     images, titles, recs = [], [], []
     settings = [("rectangle", r) for r in ratios] + [(k, semantic_ratio) for k in semantic]

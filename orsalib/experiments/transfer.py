@@ -22,13 +22,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 from torch.utils.data import DataLoader, Dataset
 
-from .config import TrainConfig
-from .data import transfer as tdata
+from ..config import TrainConfig
+from ..data import transfer as tdata
+from ..engine.evaluate import predict
+from ..engine.trainer import FitResult, fit
+from ..losses import dare_loss
+from ..metrics import topk_accuracy
+from ..models import create_model, model_meta
+from ..paths import run_dir
+from ..utils import seed_everything
 
 # ----------------------------------------------------------------------------- what the papers report
 # ORSANet paper, Table 8 (CIFAR-10, top-1 %): gain of DARELoss over the baseline recipe.
@@ -52,8 +59,6 @@ def hsi_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) 
         ``{"OA": %, "AA": %, "kappa": [-1, 1], "per_class": [% per class, NaN for classes absent from y_true]}``.
         OA and AA in percent, as the SpectralFormer tables.
     """
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
-
     t = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(y_pred, dtype=np.int64)
     if t.shape != p.shape or t.ndim != 1:
@@ -98,8 +103,6 @@ class TransferCriterion:
         self.dare_weight, self.form, self.temperature = float(dare_weight), form, float(temperature)
 
     def __call__(self, out: Mapping[str, Any], batch: Mapping[str, Any], epoch: int) -> tuple[torch.Tensor, dict]:
-        from .losses import dare_loss
-
         logits = out["logits"].float()
         y = batch["label"]
         ce = F.cross_entropy(logits, y)
@@ -323,11 +326,9 @@ def transfer_train_config(kind: str, profile: str = "cpu", epochs: int | None = 
 
 
 # ----------------------------------------------------------------------------- the experiment loop
-def _model_family(name: str) -> str:
-    for fam in ("crossvit", "gfnet", "spectralformer"):
-        if name.startswith(fam):
-            return fam
-    return name
+def model_family(name: str) -> str:
+    """The registry's ``family`` of a model (``"crossvit"``, ``"gfnet"``, ``"spectralformer"``, ...)."""
+    return str(model_meta(name).get("family", name))
 
 
 class ResizeInput(torch.nn.Module):
@@ -345,8 +346,6 @@ class ResizeInput(torch.nn.Module):
 
 def build_transfer_model(name: str, overrides: Mapping[str, Any]) -> torch.nn.Module:
     """``create_model(name, **overrides)``; an ``input_size`` override wraps the model in :class:`ResizeInput`."""
-    from .models import create_model
-
     kw = copy.deepcopy(dict(overrides))
     size = kw.pop("input_size", None)
     model = create_model(name, **kw)
@@ -359,9 +358,6 @@ def _last_metrics(
     """Last-epoch metrics: HSI from the trainer's last evaluation (confusion); images re-predicted for top-5."""
     if task.kind == "hsi":
         return metrics_from_confusion(last["val_confusion"])
-    from .engine.evaluate import predict
-    from .metrics import topk_accuracy
-
     pr = predict(model, loader, device)
     rep = hsi_metrics(pr.labels, pr.logits.argmax(1), task.num_classes)
     return {
@@ -378,6 +374,28 @@ def _best_metrics(task: TransferTask, best: Mapping[str, Any]) -> dict[str, Any]
     if task.kind == "image":
         return {"best_top1": m["OA"]}
     return {"best_OA": m["OA"], "best_AA": m["AA"], "best_kappa": m["kappa"]}
+
+
+def _model_specs(task: TransferTask, models: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
+    """``{model name: create_model overrides}``: the task's own overrides, updated by ``models`` when a mapping."""
+    if isinstance(models, Mapping):
+        return {m: {**task.model_kwargs.get(m, {}), **dict(o)} for m, o in models.items()}
+    return {m: dict(task.model_kwargs.get(m, {})) for m in models}
+
+
+def _train_variant(
+    task: TransferTask, name: str, kw: Mapping[str, Any], seed: int, crit: TransferCriterion, cfg: TrainConfig,
+    out: Any, test_loader: DataLoader, *, device: str, num_workers: int, resume: bool,
+) -> tuple[torch.nn.Module, FitResult, float]:  # fmt: skip
+    """Build ``name`` from ``seed`` (identical initial weights for both variants) and fit it; returns minutes too."""
+    seed_everything(seed)
+    model = build_transfer_model(name, kw)
+    train_loader = DataLoader(task.train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=False,
+                              num_workers=num_workers, pin_memory=torch.cuda.is_available())  # fmt: skip
+    t0 = time.perf_counter()
+    res = fit(model, train_loader, test_loader, crit, cfg, out, device=device, seed=seed, eval_is_test=True,
+              resume=resume, class_names=task.class_names)  # fmt: skip
+    return model, res, (time.perf_counter() - t0) / 60
 
 
 def run_dare_comparison(
@@ -412,62 +430,24 @@ def run_dare_comparison(
         a DataFrame with columns task, dataset, model, variant ("without"/"with"), seed, the LAST-epoch metrics
         (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes.
     """
-    from .engine.trainer import fit
-    from .paths import run_dir
-    from .utils import seed_everything
-
-    if isinstance(models, Mapping):
-        specs = {m: {**task.model_kwargs.get(m, {}), **dict(o)} for m, o in models.items()}
-    else:
-        specs = {m: dict(task.model_kwargs.get(m, {})) for m in models}
     variants = [("without", 0.0), ("with", float(dare_weight))]
-    pin = torch.cuda.is_available()
-    test_loader = DataLoader(
-        task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False, num_workers=num_workers, pin_memory=pin
-    )
+    test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
+                             num_workers=num_workers, pin_memory=torch.cuda.is_available())  # fmt: skip
     base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
     rows = []
-    for name, kw in specs.items():
+    for name, kw in _model_specs(task, models).items():
         for seed in seeds:
             for variant, w in variants:
-                seed_everything(seed)
-                model = build_transfer_model(name, kw)  # identical initial weights for both variants
-                train_loader = DataLoader(
-                    task.train_ds,
-                    batch_size=cfg.batch_size,
-                    shuffle=True,
-                    drop_last=False,
-                    num_workers=num_workers,
-                    pin_memory=pin,
-                )
                 crit = TransferCriterion(w, form=dare_form, temperature=dare_temperature)
-                t0 = time.perf_counter()
-                res = fit(
-                    model,
-                    train_loader,
-                    test_loader,
-                    crit,
-                    cfg,
-                    base / name / f"{variant}_seed{seed}",
-                    device=device,
-                    seed=seed,
-                    eval_is_test=True,
-                    resume=resume,
-                    class_names=task.class_names,
-                )
-                minutes = (time.perf_counter() - t0) / 60
+                model, res, minutes = _train_variant(
+                    task, name, kw, seed, crit, cfg, base / name / f"{variant}_seed{seed}", test_loader,
+                    device=device, num_workers=num_workers, resume=resume,
+                )  # fmt: skip
                 row = dict(
-                    task=task.name + (f" {tag}" if tag else ""),
-                    dataset=task.dataset_label,
-                    model=name,
-                    family=_model_family(name),
-                    variant=variant,
-                    seed=seed,
-                    dare_weight=w,
-                    epochs=cfg.epochs,
-                    last_epoch=res.last["epoch"],
-                    best_epoch=res.best_epoch,
-                )
+                    task=task.name + (f" {tag}" if tag else ""), dataset=task.dataset_label, model=name,
+                    family=model_family(name), variant=variant, seed=seed, dare_weight=w, epochs=cfg.epochs,
+                    last_epoch=res.last["epoch"], best_epoch=res.best_epoch,
+                )  # fmt: skip
                 row.update(_last_metrics(model, task, res.last, test_loader, device))
                 row.update(_best_metrics(task, res.best))
                 row["minutes"] = minutes
@@ -475,7 +455,7 @@ def run_dare_comparison(
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------- tables and figures
+# ----------------------------------------------------------------------------- tables
 def _fmt(mean: float, std: float, digits: int) -> str:
     if np.isnan(std):
         return f"{mean:.{digits}f}"
@@ -521,7 +501,7 @@ def comparison_table(runs: pd.DataFrame, kind: str, digits: int = 2) -> pd.DataF
         if best in g:
             x = d[best] if best in d else pd.Series(dtype=float)
             row[f"best {metrics[0]} Δ"] = _fmt(x.mean(), x.std(ddof=1) if len(x) > 1 else np.nan, digits)
-        fam = _model_family(model)
+        fam = model_family(model)
         if kind == "image":
             ref = PAPER_TABLE8.get(fam, {})
             row["paper Δ top1"] = ref.get("delta_top1", np.nan)
@@ -552,53 +532,6 @@ def summary_numbers(runs: pd.DataFrame, kind: str) -> dict[str, Any]:
             "seeds": int(g.seed.nunique()),
         }
     return out
-
-
-def per_class_figure(runs: pd.DataFrame, class_names: Sequence[str], title: str = "") -> go.Figure:
-    """Per-class accuracy (last epoch, mean over seeds), with vs without DARELoss, one bar group per class."""
-    fig = go.Figure()
-    colors = {"without": "#7f7f7f", "with": "#d62728"}
-    for (task, model), g in runs.groupby(["task", "model"], sort=False):
-        for v in ("without", "with"):
-            pcs = np.array([np.asarray(p, dtype=float) for p in g[g.variant == v].per_class])
-            if pcs.size == 0:
-                continue
-            mean = np.nanmean(pcs, axis=0)
-            err = np.nanstd(pcs, axis=0) if len(pcs) > 1 else None
-            fig.add_trace(
-                go.Bar(
-                    name=f"{model} ({task}) {v} DARE",
-                    x=list(class_names),
-                    y=mean,
-                    error_y=dict(type="data", array=err) if err is not None else None,
-                    marker_color=colors[v],
-                    opacity=1.0 if v == "with" else 0.6,
-                    legendgroup=f"{task}/{model}",
-                    offsetgroup=f"{task}/{model}/{v}",
-                )
-            )
-    dataset = runs.dataset.iloc[0] if len(runs) else ""
-    fig.update_layout(
-        barmode="group",
-        title=title or f"Per-class accuracy, last epoch — {dataset}",
-        yaxis_title="accuracy (%)",
-        xaxis_tickangle=-40,
-        height=480,
-    )
-    return fig
-
-
-def delta_figure(runs: pd.DataFrame, kind: str, title: str = "") -> go.Figure:
-    """Paired difference (with - without) of the headline metric per seed, one marker per seed, per model."""
-    m = metric_names(kind)[0]
-    d = paired_differences(runs, [m])
-    fig = go.Figure()
-    labels = [f"{t} / {mo}" for t, mo in zip(d.task, d.model)]
-    fig.add_trace(go.Box(x=labels, y=d[m], boxpoints="all", name=f"Δ {m} (last epoch)"))
-    fig.add_hline(y=0, line_dash="dot")
-    dataset = runs.dataset.iloc[0] if len(runs) else ""
-    fig.update_layout(title=title or f"DARELoss gain per seed (with − without) — {dataset}", yaxis_title=f"Δ {m}")
-    return fig
 
 
 # ----------------------------------------------------------------------------- whole tables
