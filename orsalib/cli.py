@@ -40,6 +40,7 @@ from .paths import NOTEBOOKS_DIR, run_dir
 from .priors.cache import PriorCache
 from .priors.landmarks import WeightsError
 from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
+from .utils import resolve_device
 
 #: errors a user causes: reported as one line, exit 2 (anything else is a bug and keeps its traceback)
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -125,10 +126,14 @@ def _strip_launcher_option(argv: list[str]) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.nproc_per_node > 1 and not ddp.launched_by_torchrun():
         return ddp.launch(args.nproc_per_node, _strip_launcher_option(args.argv))
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other: continue the run, or move it aside and restart")
     cfg = resolve_train_config(args)  # validated before any data is prepared
+    resolve_device(cfg.device)  # e.g. --device cuda without CUDA: said now, not after data preparation
+    existing = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
     info = ddp.init_distributed(cfg.device) if ddp.launched_by_torchrun() else None
     try:
-        res = train_fer(cfg, resume=args.resume)
+        res = train_fer(cfg, existing=existing)
     finally:
         if info is not None:
             ddp.cleanup()
@@ -227,7 +232,10 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--run-name", default=None, help="output folder name under outputs/")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt of the run")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run from checkpoints/last.pt (same config; train.epochs may grow)")  # fmt: skip
+    t.add_argument("--overwrite", action="store_true",
+                   help="an existing run of that name is moved aside (<name>.replaced-<time>); train anew")  # fmt: skip
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set train.epochs=3")
     t.add_argument("--nproc-per-node", type=int, default=1, help="> 1: launch DDP through torchrun")
     t.set_defaults(func=_cmd_train)

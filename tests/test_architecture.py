@@ -171,3 +171,21 @@ def test_the_graph_is_read_correctly():
 def test_every_import_names_an_existing_module():
     missing = sorted(f"{m} -> {d}" for m, g in GRAPH.items() for d in g["all"] if d not in GRAPH)
     assert missing == []
+
+
+def _long_functions(room_name: str, limit: int) -> list[str]:
+    out = []
+    for path in sorted((PKG / room_name).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    out.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} ({n} lines)")
+    return out
+
+
+@pytest.mark.parametrize("room_name", ["engine", "experiments"])
+def test_functions_stay_short(room_name):
+    # a function of the training engine or of an experiment reads top to bottom on one screen
+    assert _long_functions(room_name, 80) == []

@@ -14,6 +14,8 @@ A trained run lives in ``outputs/<run_name>/train/`` (``config.json``, ``metrics
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +164,111 @@ def _eval_splits(loaders: dict[str, Any]) -> tuple[str, list[str]]:
     return val, [s for s in names if s != val]
 
 
+#: config keys that may differ between a run on disk and the config that continues it
+SAFE_ON_RESUME: tuple[str, ...] = ("run_name", "device", "train.epochs", "train.log_every", "data.num_workers")
+#: what to do with a run folder that already holds a run
+EXISTING_CHOICES: tuple[str, ...] = ("refuse", "resume", "overwrite", "auto")
+
+
+class RunFolderError(ValueError):
+    """A run folder already holds a run that this call must not touch (the message says the ways on)."""
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix[:-1]: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "extra" else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(saved: dict[str, Any], cfg: RunConfig, ignore: tuple[str, ...] = SAFE_ON_RESUME) -> dict:
+    """``{dotted key: (on disk, now)}`` for every config value that differs, except the keys in ``ignore``."""
+    old, new = _flat(saved), _flat(cfg.to_dict())
+    keys = sorted((set(old) | set(new)) - set(ignore))
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def holds_run(rd: Path) -> bool:
+    """Whether ``rd`` holds (part of) a training run: a config, metrics or checkpoints."""
+    return (rd / "config.json").is_file() or (rd / "metrics.jsonl").is_file() or any((rd / "checkpoints").glob("*.pt"))
+
+
+def _aside_name(rd: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = rd.with_name(f"{rd.name}.replaced-{stamp}")
+    k = 1
+    while aside.exists():
+        k += 1
+        aside = rd.with_name(f"{rd.name}.replaced-{stamp}-{k}")
+    return aside
+
+
+def claim_run_dir(rd: Path, cfg: RunConfig, existing: str = "refuse") -> bool:
+    """Decide what happens to ``rd`` before training into it; returns whether to resume from its checkpoint.
+
+    Args:
+        rd: the run's train folder.
+        cfg: the config about to be trained.
+        existing: ``refuse`` (the CLI's default: an existing run is never touched), ``resume`` (continue it, or reuse
+            it when complete, only if its config equals ``cfg`` up to :data:`SAFE_ON_RESUME`), or ``overwrite``
+            (move the old run aside to ``<name>.replaced-<time>`` and start again; nothing is deleted), or ``auto``
+            (the notebooks' choice: ``resume`` when the configs match, ``overwrite`` otherwise).
+
+    Raises:
+        RunFolderError: the folder holds a run and ``existing`` does not allow touching it, or its config differs.
+    """
+    if existing not in EXISTING_CHOICES:
+        raise ValueError(f"existing={existing!r} is not allowed; choose one of {list(EXISTING_CHOICES)}")
+    if not rd.exists() or not holds_run(rd):
+        return False
+    if existing == "overwrite":
+        aside = _aside_name(rd)
+        rd.rename(aside)
+        print(f"moved the previous run aside: {rd} -> {aside}", flush=True)
+        return False
+    if existing == "refuse":
+        raise RunFolderError(
+            f"{rd} already holds a run; continue it with --resume (same config; train.epochs may grow), or start "
+            f"again with --overwrite (the old run is moved aside to {rd.name}.replaced-<time>, nothing is deleted), "
+            "or choose another --run-name"
+        )
+    try:
+        saved = json.loads((rd / "config.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        if existing == "auto":
+            return claim_run_dir(rd, cfg, "overwrite")
+        raise RunFolderError(
+            f"cannot resume {rd}: its config.json is missing or unreadable ({type(e).__name__}), so its config "
+            "cannot be checked; start again with --overwrite or choose another --run-name"
+        ) from None
+    changes = config_changes(saved, cfg)
+    if changes and existing == "auto":
+        return claim_run_dir(rd, cfg, "overwrite")
+    if changes:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changes.items()))
+        raise RunFolderError(
+            f"cannot resume {rd} with a different config ({listed}); only {', '.join(SAFE_ON_RESUME)} may change. "
+            "Start again with --overwrite (the old run is moved aside) or choose another --run-name"
+        )
+    return True
+
+
+def _claim(rd: Path, cfg: RunConfig, existing: str) -> bool:
+    """:func:`claim_run_dir` on rank 0; every rank gets its answer (or its error)."""
+    outcome: Any = None
+    if ddp.is_main_process():
+        try:
+            outcome = claim_run_dir(rd, cfg, existing)
+        except RunFolderError as e:
+            outcome = e
+    outcome = ddp.broadcast_object(outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return bool(outcome)
+
+
 def train_fer(
     cfg: RunConfig,
     run_dir: str | Path | None = None,
@@ -169,6 +276,8 @@ def train_fer(
     model: nn.Module | None = None,
     resume: bool = False,
     criterion_extra: Callable | None = None,
+    *,
+    existing: str | None = None,
 ) -> FitResult:
     """Train a FER model as configured: seed, data, model, criterion (release recipe), :func:`fit`.
 
@@ -181,12 +290,18 @@ def train_fer(
         run_dir: output folder; default ``outputs/<run_name>/train``.
         data: prepared data (default :func:`prepare_fer_data`).
         model: a model (default :func:`build_fer_model`).
-        resume: continue from ``run_dir/checkpoints/last.pt`` if present.
+        resume: shorthand for ``existing="resume"``.
         criterion_extra: ``extra(out, batch) -> (weighted tensor, name)`` added to the loss (RAN region loss).
+        existing: what to do when ``run_dir`` already holds a run (:func:`claim_run_dir`): ``refuse`` (default
+            unless ``resume``), ``resume``, ``overwrite`` or ``auto``. Checked before any data is prepared.
+
+    Raises:
+        RunFolderError: ``run_dir`` holds a run that ``existing`` does not allow touching.
     """
     cfg.validate()
-    seed_everything(cfg.seed)
     rd = Path(run_dir) if run_dir is not None else _run_dir(cfg.run_name) / TRAIN_SUBDIR
+    resume = _claim(rd, cfg, existing or ("resume" if resume else "refuse"))
+    seed_everything(cfg.seed)
     data = data or prepare_fer_data(cfg, distributed=ddp.is_distributed())
     if model is None:
         seed_everything(cfg.seed)  # model init independent of what data preparation consumed
@@ -211,8 +326,13 @@ def train_fer(
 
 
 __all__ = [
+    "EXISTING_CHOICES",
     "FERData",
+    "RunFolderError",
+    "SAFE_ON_RESUME",
     "TRAIN_SUBDIR",
+    "claim_run_dir",
+    "config_changes",
     "build_fer_model",
     "load_in_model_prior_weights",
     "prepare_fer_data",

@@ -206,13 +206,16 @@ def reuse_or_train(
 ) -> tuple[Path, bool, float]:
     """Reuse the run in ``reuse_dir`` when it was trained as ``cfg`` (:func:`same_run`), else train into ``train_dir``.
 
+    A run already in ``train_dir`` is continued or reused when its config matches, else moved aside (``resume``:
+    refuse a different config instead).
+
     Returns:
         ``(folder of the run, reused?, minutes spent training here)``.
     """
     if not retrain and same_run(reuse_dir, cfg):
         return Path(reuse_dir), True, 0.0
     t0 = time.perf_counter()
-    train_fer(cfg, run_dir=train_dir, data=data, resume=resume)
+    train_fer(cfg, run_dir=train_dir, data=data, existing="resume" if resume else "auto")
     return Path(train_dir), False, (time.perf_counter() - t0) / 60
 
 
