@@ -3,7 +3,8 @@
 Both runs train the ``cpu`` profile's model (``orsanet_cpu``, paper routing: landmarks + parsing map) on the
 ``cpu`` profile's SynthFER training split for one epoch (Adam, no SAM, as the profile), with the priors
 
-- **recomputed** every step from the batch, as the released ORSANet does (``InModelPriors``, released mode):
+- **recomputed** every step from the batch, as the released ORSANet does (``priors_in_model=True,
+  prior_mode="released"``: the frozen networks inside the model follow its train mode):
   the real MobileFaceNet-68 architecture at 112x112 (the real weights when the file is found, else random) and the
   SegFace Swin-B parser (random weights; no public weights here) run at the model input side (64 on ``cpu``);
 - **read** from the prior cache (built once beforehand with the same networks; its build time is reported).
@@ -96,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     from orsalib.paths import shared_path
     from orsalib.priors.cache import PriorCache
     from orsalib.priors.landmarks import DEFAULT_LANDMARK_WEIGHTS, load_mobilefacenet
-    from orsalib.priors.sources import InModelPriors
     from orsalib.utils import resolve_device, seed_everything
 
     cfg = load_profile(args.profile, {"prior.source": "none"}, device=args.device)
@@ -137,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         t_cached, n_c = _epoch(model_c, loader_c, device, args.max_steps, lambda x, pr: model_c(x, priors=pr))
 
         seed_everything(0)
-        model_r = build_fer_model(cfg).to(device)
-        wrapped = InModelPriors(model_r, landmark_net=lm_net, parser=parser, mode="released", routing="paper")
+        model_r = build_fer_model(cfg, load_prior_weights=False, priors_in_model=True, prior_mode="released")
+        model_r.face_landback.load_state_dict(lm_net.state_dict())  # the same frozen networks as the cache's
+        model_r.face_segment.load_state_dict(parser.state_dict())
+        model_r = model_r.to(device)
         loader_r = build_loaders(train, cfg.data, cfg.train.batch_size, seed=0, prior_store=None)["train"]
-        t_recomp, n_r = _epoch(wrapped, loader_r, device, args.max_steps, lambda x, pr: wrapped(x, priors=pr))
+        t_recomp, n_r = _epoch(model_r, loader_r, device, args.max_steps, lambda x, pr: model_r(x, priors=pr))
 
     print()
     print(f"{'':32s}{'images':>8s}{'seconds':>10s}{'img/s':>10s}")

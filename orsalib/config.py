@@ -25,12 +25,6 @@ from .models._registry import list_models
 from .utils import atomic_write_text
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "paper")
-DATASETS: tuple[str, ...] = (
-    "synthfer", "rafdb", "affectnet7", "affectnet8", "occlufer", "fer2013", "ferplus", "imagefolder",
-)
-PRIOR_SOURCES: tuple[str, ...] = (
-    "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none",
-)
 PRIOR_MODES: tuple[str, ...] = ("cached", "released")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 SCHEDULERS: tuple[str, ...] = ("exponential", "cosine", "step", "none")
@@ -79,7 +73,9 @@ class DataConfig:
     label_map: dict = field(default_factory=dict)  # imagefolder only: folder name -> canonical emotion
 
     def validate(self) -> None:
-        _choice("data.dataset", self.dataset, DATASETS)
+        from . import registry  # the registry loads the adapters (orsalib.data.sources) on first lookup
+
+        _choice("data.dataset", self.dataset, tuple(registry.DATASETS))
         _positive("data.image_size", self.image_size)
         if self.num_classes not in (7, 8):
             raise ConfigError(f"data.num_classes={self.num_classes!r} is not allowed; choose 7 or 8")
@@ -90,7 +86,7 @@ class DataConfig:
         _positive("data.num_workers", self.num_workers, allow_zero=True)
         _choice("data.on_bad", self.on_bad, ("raise", "skip"))
         _fraction("data.random_erasing", self.random_erasing)
-        if self.dataset != "synthfer" and not self.data_root:
+        if registry.DATASETS.meta(self.dataset).get("needs_root", True) and not self.data_root:
             raise ConfigError(
                 f"data.dataset={self.dataset!r} needs data.data_root (the folder holding it); "
                 "see data/README.md for the accepted layouts"
@@ -111,7 +107,9 @@ class PriorConfig:
     batch_size: int = 64  # batch size when building the cache
 
     def validate(self) -> None:
-        _choice("prior.source", self.source, PRIOR_SOURCES)
+        from . import registry  # the registry loads the prior sources (orsalib.priors.sources) on first lookup
+
+        _choice("prior.source", self.source, tuple(registry.PRIOR_SOURCES))
         _choice("prior.mode", self.mode, PRIOR_MODES)
         _positive("prior.batch_size", self.batch_size)
 

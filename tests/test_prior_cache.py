@@ -16,7 +16,6 @@ from orsalib.models.mobilefacenet import MobileFaceNet
 from orsalib.priors.cache import PriorCache, load_resized
 from orsalib.priors.landmarks import WeightsError, load_mobilefacenet
 from orsalib.priors.sources import (
-    InModelPriors,
     MobileFaceNetSource,
     OracleSource,
     PriorSource,
@@ -226,27 +225,28 @@ def test_oracle_needs_ground_truth(tmp_path):
         OracleSource().compute(np.zeros((1, 8, 8, 3), np.uint8), rows)
 
 
-class _Echo(torch.nn.Module):
-    def forward(self, image, priors=None):
-        return {"logits": image.mean((2, 3)), "priors": priors}
-
-
 @pytest.mark.parametrize("mode", ["released", "cached"])
 def test_in_model_priors_modes(mode):
+    """prior.mode="released": ORSANet recomputes its priors in every forward pass, with the frozen landmark net
+    following train() (BatchNorm statistics drift, as in the release); "cached" keeps it in eval mode."""
+    from orsalib.models import create_model
+
     torch.manual_seed(0)
-    lm_net = MobileFaceNet()
-    wrapped = InModelPriors(_Echo(), landmark_net=lm_net, mode=mode).train()
+    kw = dict(img_size=32, priors_in_model=True, seg_prior=False, prior_mode=mode)
+    model = create_model("orsanet_tiny", prior_routing="released", **kw).train()
+    lm_net = model.face_landback
     before = lm_net.conv1.bn.running_mean.clone()
-    out = wrapped(torch.randn(2, 3, 32, 32))
-    assert out["priors"]["landmark_features"].shape == (2, 512, 7, 7)
+    out = model(torch.randn(2, 3, 32, 32), return_intermediates=True)
+    assert out["landmark_features"].shape == (2, 512, 7, 7) and out["logits"].shape == (2, 7)
     assert lm_net.training == (mode == "released")
     changed = not torch.equal(before, lm_net.conv1.bn.running_mean)
     assert changed == (mode == "released")  # the release's BatchNorm drift happens only in released mode
     assert not any(p.requires_grad for p in lm_net.parameters())
-    wrapped.eval()
+    model.eval()
     assert not lm_net.training
-    paper = InModelPriors(_Echo(), landmark_net=lm_net, mode=mode, routing="paper").eval()
-    assert paper(torch.randn(1, 3, 32, 32))["priors"]["landmarks"].shape == (1, 68, 2)
+    paper = create_model("orsanet_tiny", prior_routing="paper", **kw).eval()
+    out = paper(torch.randn(1, 3, 32, 32), return_intermediates=True)
+    assert out["landmark_coords"].shape == (1, 136) and out["logits"].shape == (1, 7)
 
 
 def test_cli_builds_cache(tmp_path, capsys):

@@ -3,9 +3,12 @@
 - ``rectangle``: the Table 3 protocol: one random rectangle (random aspect ratio within [1/2, 2], filled with
   grey, black or noise) covering ``ratio`` (10/20/30 %) of the face area. Aligned FER crops are filled by the face,
   so the face box defaults to the whole image; an explicit ``face_box`` (x0, y0, x1, y1) in pixels is accepted.
-- semantic kinds (``hand``, ``sunglasses``, ``mask``, ``scarf``, ``object``, ``face``): SynthFER's occluder
-  shapes (:func:`orsalib.data.synthfer.paint_occluder`) laid out on an average aligned face inside the face box
-  and scaled (a few secant steps on the scale) so that they cover approximately ``ratio`` of the box.
+- semantic kinds: every registered occluder (``orsalib.registry.OCCLUDERS``; built in: ``hand``, ``sunglasses``,
+  ``mask``, ``scarf``, ``object``, ``face``), SynthFER's occluder shapes (:func:`orsalib.data.synthfer.paint_occluder`)
+  laid out on an average aligned face inside the face box and scaled (a few secant steps on the scale) so that they
+  cover approximately ``ratio`` of the box. A kind registered with ``@register_occluder`` is accepted here as is.
+
+:data:`OCCLUSION_KINDS` (``rectangle`` + the registered occluders) is read from the registry on access.
 
 Every mask is a deterministic function of (image key = manifest row id, seed, ratio, kind), so every model is
 evaluated on identical occlusions.
@@ -24,13 +27,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .synthfer import OCCLUDER_KINDS, Frame, paint_occluder
+from .synthfer import Frame, occluder_kinds, paint_occluder
 
-OCCLUSION_KINDS: tuple[str, ...] = ("rectangle",) + OCCLUDER_KINDS
-"""Kinds accepted by :func:`occlude_image`."""
 PAPER_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3)
 """Occlusion ratios of the paper's Table 3."""
 _ASPECT_RANGE = (0.5, 2.0)  # width / height of the random rectangle
+
+
+def occlusion_kinds() -> tuple[str, ...]:
+    """Kinds accepted by :func:`occlude_image`: ``rectangle`` and every registered occluder."""
+    return ("rectangle",) + occluder_kinds()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OCCLUSION_KINDS":  # read from the registry on access, so later registrations are included
+        return occlusion_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _box(h: int, w: int, face_box: Any) -> tuple[int, int, int, int]:
@@ -150,8 +162,9 @@ def occlude_image(
     Returns:
         (occluded image, same shape and dtype as the input; bool (H, W) mask, True where occluded).
     """
-    if kind not in OCCLUSION_KINDS:
-        raise ValueError(f"unknown occlusion kind {kind!r}; expected one of {list(OCCLUSION_KINDS)}")
+    kinds = occlusion_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown occlusion kind {kind!r}; expected one of {list(kinds)}")
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
         raise ValueError(f"image must be a uint8 (H, W) or (H, W, 3) array, got {arr.dtype} {arr.shape}")
@@ -218,8 +231,9 @@ def occlude_manifest(
     """
     from ..utils import atomic_write_bytes, atomic_write_text
 
-    if kind not in OCCLUSION_KINDS:
-        raise ValueError(f"unknown occlusion kind {kind!r}; expected one of {list(OCCLUSION_KINDS)}")
+    kinds = occlusion_kinds()
+    if kind not in kinds:
+        raise ValueError(f"unknown occlusion kind {kind!r}; expected one of {list(kinds)}")
     if ratio is not None:
         ratio = _check_ratio(ratio)
     if "path" not in manifest.columns:

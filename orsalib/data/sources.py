@@ -5,7 +5,9 @@ Every adapter turns a dataset layout on disk into the manifest of docs/contracts
 (``train`` | ``valid`` | ``test`` | evaluation-only splits) and ``source``. The accepted layouts are described,
 with a tree for each, in ``data/README.md``.
 
-:func:`load_manifest` dispatches on ``DataConfig.dataset`` and validates the result with
+Adapters are registered by name (``@register_dataset``, :data:`orsalib.registry.DATASETS`; the built-in ones and
+their metadata are in the "registered adapters" section): adding a dataset is one decorated function.
+:func:`load_manifest` runs the adapter of ``DataConfig.dataset`` and validates the result with
 :func:`validate_manifest` (missing/zero-byte/unreadable files, unknown labels, empty classes, duplicated paths,
 train/evaluation overlap by content hash). By default every problem is collected and ONE :class:`DatasetError`
 lists the first 20 of them; with ``on_bad="skip"`` the bad rows are dropped and counted in the report.
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..registry import DATASETS, register_dataset
 from . import labels as L
 from .transforms import IMAGE_EXTENSIONS
 
@@ -777,10 +780,149 @@ def validate_manifest(
     return kept, report
 
 
+# ============================================================================= registered adapters
+# One decorated function per dataset, ``adapter(data_cfg, seed=0, cache_dir=None) -> manifest``: ``data_cfg`` is a
+# :class:`orsalib.config.DataConfig` (``data_root``, ``num_classes``, ``label_map``; SynthFER's sizes), ``seed`` the
+# generation seed of generated datasets, ``cache_dir`` where decoded images may be stored (None = the default
+# cache). Extra facts go to ``manifest.attrs``. :func:`build_source` / :func:`load_manifest` then drop contempt for
+# 7-class problems and fix dtypes and paths. Metadata (what ``orsa check`` and the docs show):
+#   description    one line: what the dataset is, which layouts are read (data/README.md has a tree for each)
+#   needs_root     data.data_root is required (False: generated)
+#   native_splits  the dataset defines its own train / evaluation split (False: the user's folders decide)
+#   emotions       number of emotion classes it is labelled with (7 or 8; None: as the folders say)
+#   num_classes    the data.num_classes the name requires (affectnet7 / affectnet8); None: 7 or 8 (7 drops contempt)
+#   label_map      data.label_map (folder or id -> emotion) is honoured
+#   ground_truth   rows carry ground-truth landmarks and parsing maps (the ``oracle`` prior source works)
+@register_dataset(
+    "synthfer",
+    description="SynthFER, the embedded default: procedurally drawn faces with ground-truth landmarks and parsing "
+    "maps, generated on first use (train, valid, valid_occluded)",
+    needs_root=False,
+    native_splits=True,
+    emotions=None,
+    num_classes=None,
+    label_map=False,
+    ground_truth=True,
+)
+def synthfer_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """SynthFER of ``data_cfg`` (sizes, class count, occlusion probability; ``data_root`` "" = the cache folder)."""
+    from .synthfer import synthfer_from_config
+
+    return synthfer_from_config(data_cfg, seed=seed)
+
+
+@register_dataset(
+    "rafdb",
+    description="RAF-DB basic: native list_patition_label.txt + Image/aligned (train/test), or an ImageFolder",
+    needs_root=True,
+    native_splits=True,
+    emotions=7,
+    num_classes=None,
+    label_map=True,
+    ground_truth=False,
+)
+def rafdb_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """RAF-DB (:func:`load_rafdb`)."""
+    return load_rafdb(data_cfg.data_root, data_cfg.label_map or None)
+
+
+@register_dataset(
+    "affectnet7",
+    description="AffectNet, 7 basic expressions (contempt dropped): training.csv/validation.csv, or an ImageFolder",
+    needs_root=True,
+    native_splits=True,
+    emotions=8,
+    num_classes=7,
+    label_map=True,
+    ground_truth=False,
+)
+def affectnet7_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """AffectNet-7 (:func:`load_affectnet`; contempt is dropped afterwards)."""
+    m, info = load_affectnet(data_cfg.data_root, data_cfg.label_map or None)
+    m.attrs.update(info)
+    return m
+
+
+@register_dataset(
+    "affectnet8",
+    description="AffectNet, 7 basic expressions + contempt: training.csv/validation.csv, or an ImageFolder",
+    needs_root=True,
+    native_splits=True,
+    emotions=8,
+    num_classes=8,
+    label_map=True,
+    ground_truth=False,
+)
+def affectnet8_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """AffectNet-8 (:func:`load_affectnet`)."""
+    m, info = load_affectnet(data_cfg.data_root, data_cfg.label_map or None)
+    m.attrs.update(info)
+    return m
+
+
+@register_dataset(
+    "occlufer",
+    description="Occlu-FER (ORSANet): ImageFolder train/valid (or test) with 8 named classes",
+    needs_root=True,
+    native_splits=True,
+    emotions=8,
+    num_classes=None,
+    label_map=True,
+    ground_truth=False,
+)
+def occlufer_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Occlu-FER (:func:`load_occlufer`)."""
+    return load_occlufer(data_cfg.data_root, data_cfg.label_map or None)
+
+
+@register_dataset(
+    "fer2013",
+    description="FER2013: fer2013.csv (48x48 pixels, decoded to PNG once; Training/PublicTest/PrivateTest) or folders",
+    needs_root=True,
+    native_splits=True,
+    emotions=7,
+    num_classes=None,
+    label_map=True,
+    ground_truth=False,
+)
+def fer2013_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """FER2013 (:func:`load_fer2013`)."""
+    return load_fer2013(data_cfg.data_root, data_cfg.label_map or None, cache_dir)
+
+
+@register_dataset(
+    "ferplus",
+    description="FERPlus: fer2013new.csv majority votes joined with fer2013.csv pixels or the FER2013Train/... images",
+    needs_root=True,
+    native_splits=True,
+    emotions=8,
+    num_classes=None,
+    label_map=False,
+    ground_truth=False,
+)
+def ferplus_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """FERPlus (:func:`load_ferplus`)."""
+    m, info = load_ferplus(data_cfg.data_root, cache_dir)
+    m.attrs.update(info)
+    return m
+
+
+@register_dataset(
+    "imagefolder",
+    description="any root/<split>/<class>/ tree (emotion names or aliases as class folders; data.label_map for others)",
+    needs_root=True,
+    native_splits=False,
+    emotions=None,
+    num_classes=None,
+    label_map=True,
+    ground_truth=False,
+)
+def imagefolder_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """A generic ImageFolder tree (:func:`load_imagefolder`)."""
+    return load_imagefolder(data_cfg.data_root, data_cfg.label_map or None)
+
+
 # ============================================================================= entry points
-_EIGHT_CLASS = {"affectnet8": 8, "affectnet7": 7}
-
-
 def _finalize(m: pd.DataFrame, num_classes: int, source: str) -> pd.DataFrame:
     """Drop contempt for 7-class problems, fix dtypes, absolute paths, index 0..N-1."""
     m = m.copy()
@@ -798,6 +940,37 @@ def _finalize(m: pd.DataFrame, num_classes: int, source: str) -> pd.DataFrame:
     return m
 
 
+def _run_adapter(dataset: str, data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Look ``dataset`` up in the registry, check the class count and root it needs, run it, finalize."""
+    try:
+        entry = DATASETS.entry(dataset)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    num_classes, data_root = data_cfg.num_classes, data_cfg.data_root
+    fixed = entry.meta.get("num_classes")
+    if fixed is not None and fixed != num_classes:
+        others = [n for n in DATASETS.names() if DATASETS.meta(n).get("num_classes") == num_classes]
+        alt = f" (or use {' / '.join(others)})" if others else ""
+        raise DatasetError(
+            f"data.dataset={dataset!r} is a {fixed}-class problem but data.num_classes={num_classes}; "
+            f"set data.num_classes={fixed}{alt}"
+        )
+    if entry.meta.get("needs_root", True) and not data_root:
+        raise DatasetError(f"data.dataset={dataset!r} needs data.data_root; see data/README.md")
+    m = entry.obj(data_cfg, seed=seed, cache_dir=cache_dir)
+    if not isinstance(m, pd.DataFrame):
+        raise DatasetError(
+            f"the adapter of dataset {dataset!r} returned {type(m).__name__}; expected a manifest DataFrame "
+            f"with columns {list(REQUIRED_COLUMNS)}"
+        )
+    info = dict(m.attrs)
+    m = _finalize(m, num_classes, dataset)
+    m.attrs.update(info)
+    m.attrs["dataset"] = dataset
+    m.attrs["data_root"] = str(data_root)
+    return m
+
+
 def build_source(
     dataset: str,
     data_root: str | Path = "",
@@ -806,40 +979,24 @@ def build_source(
     label_map: dict | None = None,
     cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Run one adapter (no SynthFER, no validation): ``dataset`` in ``orsalib.config.DATASETS``."""
-    if dataset in _EIGHT_CLASS and _EIGHT_CLASS[dataset] != num_classes:
-        raise DatasetError(
-            f"data.dataset={dataset!r} is a {_EIGHT_CLASS[dataset]}-class problem but data.num_classes={num_classes}; "
-            f"set data.num_classes={_EIGHT_CLASS[dataset]} (or use "
-            f"{'affectnet8' if num_classes == 8 else 'affectnet7'})"
-        )
-    if not data_root:
-        raise DatasetError(f"data.dataset={dataset!r} needs data.data_root; see data/README.md")
-    info: dict = {}
-    label_map = label_map or None
-    if dataset == "rafdb":
-        m = load_rafdb(data_root, label_map)
-    elif dataset in ("affectnet7", "affectnet8"):
-        m, info = load_affectnet(data_root, label_map)
-    elif dataset == "occlufer":
-        m = load_occlufer(data_root, label_map)
-    elif dataset == "fer2013":
-        m = load_fer2013(data_root, label_map, cache_dir)
-    elif dataset == "ferplus":
-        m, info = load_ferplus(data_root, cache_dir)
-    elif dataset == "imagefolder":
-        m = load_imagefolder(data_root, label_map)
-    else:
-        raise DatasetError(f"unknown dataset {dataset!r}; expected one of the adapters in orsalib.data.sources")
-    m = _finalize(m, num_classes, dataset)
-    m.attrs.update(info)
-    m.attrs["dataset"] = dataset
-    m.attrs["data_root"] = str(data_root)
-    return m
+    """Run the adapter of a registered dataset (``orsalib.registry.DATASETS``), without validation.
+
+    SynthFER is built with the :class:`~orsalib.config.DataConfig` defaults here; :func:`load_manifest` takes a
+    whole config (its sizes) and validates.
+
+    Raises:
+        DatasetError: unknown dataset (the message lists the registered ones), a class count the dataset does not
+            have, a missing ``data_root``, or a bad layout.
+    """
+    from ..config import DataConfig
+
+    cfg = DataConfig(dataset=dataset, data_root=str(data_root or ""), num_classes=num_classes,
+                     label_map=dict(label_map or {}))  # fmt: skip
+    return _run_adapter(dataset, cfg, cache_dir=cache_dir)
 
 
 def load_manifest(data_cfg: Any, seed: int = 0, validate: bool = True, **validate_kw: Any) -> pd.DataFrame:
-    """The manifest of ``data_cfg.dataset`` (SynthFER is generated on first use), validated.
+    """The manifest of ``data_cfg.dataset`` (its registered adapter; SynthFER is generated on first use), validated.
 
     Args:
         data_cfg: an :class:`orsalib.config.DataConfig`.
@@ -848,21 +1005,9 @@ def load_manifest(data_cfg: Any, seed: int = 0, validate: bool = True, **validat
         **validate_kw: forwarded to :func:`validate_manifest` (``on_overlap``, ``cache_file``, ...).
 
     Raises:
-        DatasetError: bad layout, or (``on_bad="raise"``) any problem found by the validation.
+        DatasetError: unknown dataset, bad layout, or (``on_bad="raise"``) any problem found by the validation.
     """
-    if data_cfg.dataset == "synthfer":
-        from .synthfer import synthfer_from_config
-
-        m = synthfer_from_config(data_cfg, seed=seed)
-        m = _finalize(m, data_cfg.num_classes, "synthfer")
-        m.attrs["dataset"] = "synthfer"
-    else:
-        m = build_source(
-            data_cfg.dataset,
-            data_cfg.data_root,
-            num_classes=data_cfg.num_classes,
-            label_map=dict(data_cfg.label_map or {}),
-        )
+    m = _run_adapter(data_cfg.dataset, data_cfg, seed=seed)
     if validate:
         validate_kw.setdefault("num_classes", data_cfg.num_classes)
         m, _ = validate_manifest(m, on_bad=data_cfg.on_bad, **validate_kw)

@@ -50,11 +50,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageChops, ImageDraw
 
+from .. import registry
+from ..registry import register_occluder
 from .labels import emotions
 
-OCCLUDERS: tuple[str, ...] = ("none", "hand", "sunglasses", "mask", "scarf", "object", "face")
-"""Occluder kinds of SynthFER (``none`` = clean)."""
-OCCLUDER_KINDS: tuple[str, ...] = OCCLUDERS[1:]
+# Occluder kinds are registered painters (``@register_occluder`` below; ``orsalib.registry.OCCLUDERS``). Read from
+# the registry on access: ``OCCLUDER_KINDS`` (every registered kind), ``OCCLUDERS`` (``"none"`` + those kinds).
 
 GENERATOR_VERSION = 4  # bump whenever the drawn bytes change (part of the cache key)
 # 1: first release. 2: expression intensity >= 0.45 (was 0.25).
@@ -974,6 +975,309 @@ def _col(rng: np.random.Generator, lo: int = 0, hi: int = 256) -> tuple[int, int
     return tuple(int(v) for v in rng.integers(lo, hi, 3))
 
 
+class OccluderCanvas:
+    """Where an occluder painter draws: the layer image and its mask, the face frame and a size multiplier.
+
+    Painters lay their shapes out in canonical face units and draw them with :meth:`fill` and :meth:`line`, which
+    enlarge them by ``scale`` about the painter's anchor and map them to pixels through ``frame``; they may also
+    paste onto ``image`` / ``mask`` directly (scarf fabric, second face).
+
+    Args:
+        image: RGB PIL image (modified).
+        mask: "L" PIL image of the same size (modified: 255 where occluded).
+        frame: canonical face units -> pixels.
+        scale: size multiplier about the occluder's anchor.
+    """
+
+    def __init__(self, image: Image.Image, mask: Image.Image, frame: Frame, scale: float = 1.0) -> None:
+        self.image, self.mask, self.frame, self.scale = image, mask, frame, scale
+        self.size = image.size[0]
+        self.draw_image, self.draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
+
+    def to_px(self, q: Any, anchor: np.ndarray) -> np.ndarray:
+        """(N, 2) canonical points, enlarged by ``scale`` about ``anchor`` -> (N, 2) pixel coordinates."""
+        return self.frame.to_px(anchor + self.scale * (np.asarray(q, dtype=np.float64) - anchor))
+
+    def fill(self, q: Any, col: tuple[int, ...], anchor: np.ndarray, mask_too: bool = True) -> None:
+        """Fill the polygon ``q`` (canonical units) with ``col``; mark it in the mask unless ``mask_too=False``."""
+        px = self.to_px(q, anchor)
+        self.draw_image.polygon(_flat(px), fill=col)
+        if mask_too:
+            self.draw_mask.polygon(_flat(px), fill=255)
+
+    def line(
+        self, q: Any, col: tuple[int, ...], anchor: np.ndarray, width: float, mask_too: bool = False
+    ) -> None:  # fmt: skip
+        """Draw the polyline ``q`` of ``width`` canonical units; mark it in the mask only with ``mask_too=True``."""
+        px = self.to_px(q, anchor)
+        w = max(1, int(round(width * self.scale * self.frame.unit)))
+        self.draw_image.line(_flat(px), fill=col, width=w)
+        if mask_too:
+            self.draw_mask.line(_flat(px), fill=255, width=w)
+
+
+# Occluder painters: ``painter(canvas, rng, idn)`` draws one occluder laid out on the anchors of identity ``idn``
+# (eyes, nose, mouth, chin), taking its shape, colour and placement from ``rng``. Metadata: ``description``,
+# ``region`` (what it covers) and ``synthfer_mix`` (True: drawn at random in SynthFER's training split and cycled
+# through in its ``valid_occluded`` split; the registration order is the order of that draw).
+@register_occluder(
+    "hand",
+    description="a hand (palm, four fingers, thumb, forearm) at a random angle",
+    region="mouth, an eye, the nose or the chin",
+    synthfer_mix=True,
+)
+def paint_hand(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """A hand over the mouth, one eye, one cheek/nose side or the chin."""
+    target = rng.integers(4)
+    anchor = [
+        np.array([0.0, idn.mouth_y]),
+        np.array([rng.choice([-1, 1]) * idn.eye_dx, idn.eye_y + 0.01]),
+        np.array([rng.choice([-1, 1]) * 0.2, idn.nose_y + 0.03]),
+        np.array([0.0, idn.chin_y - 0.02]),
+    ][target]
+    tone = rng.random()
+    skin = _SKIN_LIGHT * (1 - tone) + _SKIN_DARK * tone
+    col = tuple(int(v) for v in np.clip(skin + rng.normal(0, 8, 3), 0, 255))
+    dark = tuple(int(v * 0.72) for v in col)
+    hs = rng.uniform(0.9, 1.2)
+    ang = rng.uniform(-np.pi, np.pi)
+    palm = _ellipse(0.0, 0.02, 0.085 * hs, 0.1 * hs, 16)
+    pieces = [palm]
+    tips = []
+    for k, (dx, ln) in enumerate(zip((-0.06, -0.02, 0.02, 0.06), (0.12, 0.14, 0.135, 0.11))):
+        p0 = np.array([dx * hs, -0.05 * hs])
+        p1 = p0 + np.array([0.15 * dx * hs, -ln * hs * rng.uniform(0.85, 1.05)])
+        pieces.append(_capsule(p0, p1, 0.02 * hs))
+        tips.append((p0, p1, k))
+    thumb_side = rng.choice([-1, 1])
+    t0 = np.array([thumb_side * 0.07 * hs, 0.05 * hs])
+    pieces.append(_capsule(t0, t0 + np.array([thumb_side * 0.06, -0.07]) * hs, 0.022 * hs))
+    pieces.append(_capsule(np.array([0, 0.08 * hs]), np.array([0, 0.5]), 0.055 * hs))  # wrist/forearm
+    for p in pieces:
+        c.fill(_rot(p, ang, np.zeros(2)) + anchor, col, anchor)
+    for p0, p1, _ in tips[:-1]:
+        a0 = p0 + np.array([0.02 * hs, 0.0])
+        c.line(_rot(np.array([a0, a0 + 0.7 * (p1 - p0)]), ang, np.zeros(2)) + anchor, dark, anchor, 0.004)
+
+
+@register_occluder(
+    "sunglasses",
+    description="sunglasses: round, rectangular or aviator lenses in a frame, bridge and temples",
+    region="both eyes",
+    synthfer_mix=True,
+)
+def paint_sunglasses(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """Sunglasses over both eyes (lens fill is dark, the frame and temples are marked in the mask)."""
+    anchor = np.array([0.0, idn.eye_y])
+    style = rng.integers(3)
+    lens = _col(rng, 5, 70)
+    frame_col = _col(rng, 0, 200)
+    rx, ry = idn.eye_hw * rng.uniform(1.45, 1.75), idn.eye_hw * rng.uniform(1.0, 1.3)
+    for side in (-1, 1):
+        cx = side * idn.eye_dx
+        cy = idn.eye_y + 0.006
+        if style == 0:  # round
+            q = _ellipse(cx, cy, rx, ry, 20)
+        elif style == 1:  # rectangular with rounded corners
+            t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+            q = np.stack(
+                [
+                    cx + rx * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.4,
+                    cy + ry * 0.85 * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.4,
+                ],
+                1,
+            )
+        else:  # aviator: wider at the top, drop towards the outer-lower side
+            t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+            q = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t) * (1 + 0.25 * np.sin(t))], 1)
+            q[:, 1] -= 0.008
+        c.fill(q, frame_col, anchor)
+        inner = cx + 0.85 * (q[:, 0] - cx), cy + 0.85 * (q[:, 1] - cy)
+        c.fill(np.stack(inner, 1), lens, anchor, mask_too=False)
+        hl = np.array([[cx - 0.4 * rx, cy - 0.1 * ry], [cx - 0.1 * rx, cy - 0.55 * ry]])
+        c.line(hl, tuple(min(255, v + 90) for v in lens), anchor, 0.01)
+    gap = idn.eye_dx - rx
+    c.line(
+        np.array([[-gap - 0.01, idn.eye_y - 0.01], [0, idn.eye_y - 0.02], [gap + 0.01, idn.eye_y - 0.01]]),
+        frame_col,
+        anchor,
+        0.012,
+        mask_too=True,
+    )
+    for side in (-1, 1):
+        c.line(
+            np.array(
+                [[side * (idn.eye_dx + rx * 0.95), idn.eye_y - 0.01], [side * (idn.fw + 0.03), idn.eye_y - 0.015]]
+            ),
+            frame_col,
+            anchor,
+            0.012,
+            mask_too=True,
+        )
+
+
+@register_occluder(
+    "mask",
+    description="a medical face mask with pleats and ear loops",
+    region="nose, mouth and chin",
+    synthfer_mix=True,
+)
+def paint_mask(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """A medical mask from the nose bridge to below the chin."""
+    anchor = np.array([0.0, idn.mouth_y])
+    col = [(170, 205, 235), (235, 238, 240), (30, 32, 36), (235, 190, 200), (150, 200, 185)][rng.integers(5)]
+    col = tuple(int(np.clip(v + rng.normal(0, 8), 0, 255)) for v in col)
+    top_c = idn.nose_y - rng.uniform(0.06, 0.1)
+    top_s = idn.eye_y + rng.uniform(0.07, 0.1)
+    w = idn.fw * rng.uniform(0.9, 1.02)
+    xs = np.linspace(-w, w, 15)
+    top = np.stack([xs, top_s + (top_c - top_s) * (1 - (xs / w) ** 2) ** 0.6 - 0.0], 1)
+    bot_y = idn.chin_y + rng.uniform(0.0, 0.04)
+    bot = np.stack([xs[::-1], idn.mouth_y + 0.06 + (bot_y - idn.mouth_y - 0.06) * (1 - (xs[::-1] / w) ** 2)], 1)
+    c.fill(np.concatenate([top, bot]), col, anchor)
+    dark = tuple(int(v * 0.78) for v in col)
+    for k in range(3):
+        y = idn.nose_y + 0.04 + 0.045 * k
+        c.line(np.array([[-w * 0.85, y + 0.01], [0, y - 0.005], [w * 0.85, y + 0.01]]), dark, anchor, 0.006)
+    for side in (-1, 1):
+        c.line(
+            np.array([[side * w, top_s + 0.005], [side * (idn.fw + 0.03), idn.y0 + 0.04]]),
+            (235, 235, 235),
+            anchor,
+            0.006,
+            mask_too=True,
+        )
+        c.line(
+            np.array([[side * w * 0.97, idn.mouth_y + 0.07], [side * (idn.fw + 0.03), idn.y0 + 0.07]]),
+            (235, 235, 235),
+            anchor,
+            0.006,
+            mask_too=True,
+        )
+
+
+@register_occluder(
+    "scarf",
+    description="a plain, diagonally striped or horizontally striped scarf with a wavy upper edge",
+    region="everything below a line between the nose and the mouth",
+    synthfer_mix=True,
+)
+def paint_scarf(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """A scarf pulled up to between the nose and the mouth, down to the bottom of the image."""
+    size = c.size
+    anchor = np.array([0.0, idn.mouth_y])
+    col = _col(rng, 20, 240)
+    top_y = rng.uniform(idn.nose_y + 0.01, idn.mouth_y + 0.03)
+    xs = np.linspace(-0.75, 0.75, 13)
+    wave = 0.012 * np.sin(xs * rng.uniform(8, 16) + rng.uniform(0, 6))
+    top = np.stack([xs, top_y + 0.08 * (xs / idn.fw) ** 2 + wave], 1)
+    q = np.concatenate([top, [[0.75, 1.2], [-0.75, 1.2]]])
+    px = c.to_px(q, anchor)
+    layer = Image.new("RGB", c.image.size, col)
+    ld = ImageDraw.Draw(layer)
+    col2 = _col(rng, 0, 256)
+    step = max(2, int(size * rng.uniform(0.04, 0.1)))
+    pattern = rng.integers(3)
+    if pattern:
+        for k in range(-size, 2 * size, step * 2):
+            if pattern == 1:
+                ld.line([k, -size, k + size, 2 * size], fill=col2, width=step)
+            else:
+                ld.rectangle([0, k, size, k + step // 2], fill=col2)
+    scarf_mask = Image.new("L", c.image.size, 0)
+    ImageDraw.Draw(scarf_mask).polygon(_flat(px), fill=255)
+    c.image.paste(layer, (0, 0), scarf_mask)
+    c.draw_mask.polygon(_flat(px), fill=255)
+    c.line(top[2:-2] + np.array([0.0, 0.03]), tuple(int(v * 0.7) for v in col), anchor, 0.006)
+
+
+@register_occluder(
+    "object",
+    description="a cup with a handle, a phone or a random blob, slightly rotated",
+    region="lower face (between the nose and the chin)",
+    synthfer_mix=True,
+)
+def paint_object(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """A cup, a phone or a blob held in front of the lower face."""
+    obj = rng.integers(3)
+    anchor = np.array([rng.uniform(-0.15, 0.15), rng.uniform(idn.nose_y - 0.05, idn.chin_y - 0.05)])
+    ang = rng.uniform(-0.5, 0.5)
+    col = _col(rng)
+    if obj == 0:  # cup with handle
+        w, h = rng.uniform(0.08, 0.11), rng.uniform(0.12, 0.17)
+        body = np.array([[-w, -h], [w, -h], [w * 0.85, h], [-w * 0.85, h]])
+        handle = _ellipse(w + 0.03, 0.0, 0.045, 0.06, 14)
+        handle_in = _ellipse(w + 0.03, 0.0, 0.025, 0.038, 14)
+        c.fill(_rot(handle, ang, np.zeros(2)) + anchor, col, anchor)
+        c.fill(_rot(handle_in, ang, np.zeros(2)) + anchor, (0, 0, 0), anchor, mask_too=False)
+        # the hole of the handle is painted dark and counted as occluder
+        c.fill(_rot(body, ang, np.zeros(2)) + anchor, col, anchor)
+        stripe = np.array([[-w * 0.95, -h * 0.2], [w * 0.95, -h * 0.2], [w * 0.93, 0.0], [-w * 0.93, 0.0]])
+        c.fill(_rot(stripe, ang, np.zeros(2)) + anchor, _col(rng), anchor)
+    elif obj == 1:  # phone
+        w, h = rng.uniform(0.06, 0.075), rng.uniform(0.12, 0.15)
+        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        body = np.stack(
+            [w * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.3, h * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.3],
+            1,
+        )
+        c.fill(_rot(body, ang, np.zeros(2)) + anchor, _col(rng, 0, 60), anchor)
+        c.fill(_rot(body * 0.85, ang, np.zeros(2)) + anchor, _col(rng, 40, 256), anchor, mask_too=False)
+    else:  # random blob
+        n = 14
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        r = rng.uniform(0.09, 0.16) * rng.uniform(0.7, 1.3, n)
+        blob = np.stack([r * np.cos(t), r * np.sin(t)], 1)
+        c.fill(blob + anchor, col, anchor)
+        for _ in range(3):
+            sub = blob * rng.uniform(0.2, 0.5) + rng.uniform(-0.04, 0.04, 2)
+            c.fill(sub + anchor, _col(rng), anchor, mask_too=False)
+
+
+@register_occluder(
+    "face",
+    description="a second, smaller SynthFER face with its own identity and expression",
+    region="one side of the face, from the eyes to the mouth",
+    synthfer_mix=True,
+)
+def paint_face(c: OccluderCanvas, rng: np.random.Generator, idn: Identity) -> None:
+    """Another person's face overlapping one side (crowded scenes)."""
+    frame = c.frame
+    side = rng.choice([-1, 1])
+    anchor = np.array([side * rng.uniform(0.3, 0.42), rng.uniform(0.05, 0.35)])
+    m = max(8, int(round(frame.unit * 0.55 * rng.uniform(0.8, 1.1) * c.scale)))
+    sub_id = sample_identity(rng)
+    label = int(rng.integers(7))
+    aus = expression_aus(label, rng.uniform(0.2, 1.0), rng)
+    geom = face_geometry(sub_id, aus, int(rng.choice([-1, 1])), tuple(rng.uniform(-0.5, 0.5, 2)))
+    sub_frame = Frame(m / 2, m / 2, m * 0.95, rng.uniform(-0.3, 0.3))
+    sub_img, sub_mask, _ = _render_face(m, sub_id, geom, sub_frame, aus, rng.standard_normal(_N_CLS))
+    px = frame.to_px(anchor[None])[0]
+    off = (int(round(px[0] - m / 2)), int(round(px[1] - m / 2)))
+    c.image.paste(sub_img, off, sub_mask)
+    c.mask.paste(255, (off[0], off[1], off[0] + m, off[1] + m), sub_mask)
+
+
+def occluder_kinds() -> tuple[str, ...]:
+    """Every registered occluder kind (``orsalib.registry.OCCLUDERS``), in registration order."""
+    return tuple(registry.OCCLUDERS.names())
+
+
+def synthfer_occluders() -> tuple[str, ...]:
+    """The kinds SynthFER draws at random (training split) and cycles through (``valid_occluded``), in order:
+    the registered occluders with ``synthfer_mix=True``."""
+    return tuple(n for n in registry.OCCLUDERS.names() if registry.OCCLUDERS.meta(n).get("synthfer_mix"))
+
+
+def __getattr__(name: str) -> Any:
+    # OCCLUDERS / OCCLUDER_KINDS are read from the registry on access, so later registrations are included.
+    if name == "OCCLUDER_KINDS":
+        return occluder_kinds()
+    if name == "OCCLUDERS":
+        return ("none",) + occluder_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def paint_occluder(
     kind: str,
     image: Image.Image,
@@ -986,220 +1290,25 @@ def paint_occluder(
     """Draw one semantic occluder over a face, in place, and mark its pixels (255) in ``mask``.
 
     The occluder is laid out in the canonical frame of the face (``idn`` gives the anchor positions: eyes,
-    nose, mouth, chin), so it follows the face's pose; ``scale`` enlarges it about its own anchor.
+    nose, mouth, chin), so it follows the face's pose; ``scale`` enlarges it about its own anchor. The painter
+    of each kind is registered with :func:`orsalib.registry.register_occluder`.
 
     Args:
-        kind: one of :data:`OCCLUDER_KINDS`.
+        kind: one of :data:`OCCLUDER_KINDS` (a registered occluder).
         image: RGB PIL image (modified).
         mask: "L" PIL image of the same size (modified: 255 where occluded).
         frame: canonical face units -> pixels.
         rng: the random stream of this occluder (shape, colour, placement).
         idn: identity whose anchors the occluder is placed on.
         scale: size multiplier about the occluder's anchor.
+
+    Raises:
+        ValueError: ``kind`` is not a registered occluder (the message lists them).
     """
-    if kind not in OCCLUDER_KINDS:
-        raise ValueError(f"unknown occluder kind {kind!r}; expected one of {list(OCCLUDER_KINDS)}")
-    di, dm = ImageDraw.Draw(image), ImageDraw.Draw(mask)
-    size = image.size[0]
-
-    def fill(q, col, anchor, mask_too=True):
-        px = frame.to_px(anchor + scale * (np.asarray(q, dtype=np.float64) - anchor))
-        di.polygon(_flat(px), fill=col)
-        if mask_too:
-            dm.polygon(_flat(px), fill=255)
-
-    def line(q, col, anchor, width, mask_too=False):
-        px = frame.to_px(anchor + scale * (np.asarray(q, dtype=np.float64) - anchor))
-        w = max(1, int(round(width * scale * frame.unit)))
-        di.line(_flat(px), fill=col, width=w)
-        if mask_too:
-            dm.line(_flat(px), fill=255, width=w)
-
-    if kind == "sunglasses":
-        anchor = np.array([0.0, idn.eye_y])
-        style = rng.integers(3)
-        lens = _col(rng, 5, 70)
-        frame_col = _col(rng, 0, 200)
-        rx, ry = idn.eye_hw * rng.uniform(1.45, 1.75), idn.eye_hw * rng.uniform(1.0, 1.3)
-        for side in (-1, 1):
-            cx = side * idn.eye_dx
-            cy = idn.eye_y + 0.006
-            if style == 0:  # round
-                q = _ellipse(cx, cy, rx, ry, 20)
-            elif style == 1:  # rectangular with rounded corners
-                t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-                q = np.stack(
-                    [
-                        cx + rx * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.4,
-                        cy + ry * 0.85 * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.4,
-                    ],
-                    1,
-                )
-            else:  # aviator: wider at the top, drop towards the outer-lower side
-                t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-                q = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t) * (1 + 0.25 * np.sin(t))], 1)
-                q[:, 1] -= 0.008
-            fill(q, frame_col, anchor)
-            inner = cx + 0.85 * (q[:, 0] - cx), cy + 0.85 * (q[:, 1] - cy)
-            fill(np.stack(inner, 1), lens, anchor, mask_too=False)
-            hl = np.array([[cx - 0.4 * rx, cy - 0.1 * ry], [cx - 0.1 * rx, cy - 0.55 * ry]])
-            line(hl, tuple(min(255, c + 90) for c in lens), anchor, 0.01)
-        gap = idn.eye_dx - rx
-        line(
-            np.array([[-gap - 0.01, idn.eye_y - 0.01], [0, idn.eye_y - 0.02], [gap + 0.01, idn.eye_y - 0.01]]),
-            frame_col,
-            anchor,
-            0.012,
-            mask_too=True,
-        )
-        for side in (-1, 1):
-            line(
-                np.array(
-                    [[side * (idn.eye_dx + rx * 0.95), idn.eye_y - 0.01], [side * (idn.fw + 0.03), idn.eye_y - 0.015]]
-                ),
-                frame_col,
-                anchor,
-                0.012,
-                mask_too=True,
-            )
-    elif kind == "mask":
-        anchor = np.array([0.0, idn.mouth_y])
-        col = [(170, 205, 235), (235, 238, 240), (30, 32, 36), (235, 190, 200), (150, 200, 185)][rng.integers(5)]
-        col = tuple(int(np.clip(c + rng.normal(0, 8), 0, 255)) for c in col)
-        top_c = idn.nose_y - rng.uniform(0.06, 0.1)
-        top_s = idn.eye_y + rng.uniform(0.07, 0.1)
-        w = idn.fw * rng.uniform(0.9, 1.02)
-        xs = np.linspace(-w, w, 15)
-        top = np.stack([xs, top_s + (top_c - top_s) * (1 - (xs / w) ** 2) ** 0.6 - 0.0], 1)
-        bot_y = idn.chin_y + rng.uniform(0.0, 0.04)
-        bot = np.stack([xs[::-1], idn.mouth_y + 0.06 + (bot_y - idn.mouth_y - 0.06) * (1 - (xs[::-1] / w) ** 2)], 1)
-        fill(np.concatenate([top, bot]), col, anchor)
-        dark = tuple(int(c * 0.78) for c in col)
-        for k in range(3):
-            y = idn.nose_y + 0.04 + 0.045 * k
-            line(np.array([[-w * 0.85, y + 0.01], [0, y - 0.005], [w * 0.85, y + 0.01]]), dark, anchor, 0.006)
-        for side in (-1, 1):
-            line(
-                np.array([[side * w, top_s + 0.005], [side * (idn.fw + 0.03), idn.y0 + 0.04]]),
-                (235, 235, 235),
-                anchor,
-                0.006,
-                mask_too=True,
-            )
-            line(
-                np.array([[side * w * 0.97, idn.mouth_y + 0.07], [side * (idn.fw + 0.03), idn.y0 + 0.07]]),
-                (235, 235, 235),
-                anchor,
-                0.006,
-                mask_too=True,
-            )
-    elif kind == "scarf":
-        anchor = np.array([0.0, idn.mouth_y])
-        col = _col(rng, 20, 240)
-        top_y = rng.uniform(idn.nose_y + 0.01, idn.mouth_y + 0.03)
-        xs = np.linspace(-0.75, 0.75, 13)
-        wave = 0.012 * np.sin(xs * rng.uniform(8, 16) + rng.uniform(0, 6))
-        top = np.stack([xs, top_y + 0.08 * (xs / idn.fw) ** 2 + wave], 1)
-        q = np.concatenate([top, [[0.75, 1.2], [-0.75, 1.2]]])
-        px = frame.to_px(anchor + scale * (q - anchor))
-        layer = Image.new("RGB", image.size, col)
-        ld = ImageDraw.Draw(layer)
-        col2 = _col(rng, 0, 256)
-        step = max(2, int(size * rng.uniform(0.04, 0.1)))
-        pattern = rng.integers(3)
-        if pattern:
-            for k in range(-size, 2 * size, step * 2):
-                if pattern == 1:
-                    ld.line([k, -size, k + size, 2 * size], fill=col2, width=step)
-                else:
-                    ld.rectangle([0, k, size, k + step // 2], fill=col2)
-        scarf_mask = Image.new("L", image.size, 0)
-        ImageDraw.Draw(scarf_mask).polygon(_flat(px), fill=255)
-        image.paste(layer, (0, 0), scarf_mask)
-        dm.polygon(_flat(px), fill=255)
-        line(top[2:-2] + np.array([0.0, 0.03]), tuple(int(c * 0.7) for c in col), anchor, 0.006)
-    elif kind == "hand":
-        target = rng.integers(4)
-        anchor = [
-            np.array([0.0, idn.mouth_y]),
-            np.array([rng.choice([-1, 1]) * idn.eye_dx, idn.eye_y + 0.01]),
-            np.array([rng.choice([-1, 1]) * 0.2, idn.nose_y + 0.03]),
-            np.array([0.0, idn.chin_y - 0.02]),
-        ][target]
-        tone = rng.random()
-        skin = _SKIN_LIGHT * (1 - tone) + _SKIN_DARK * tone
-        col = tuple(int(c) for c in np.clip(skin + rng.normal(0, 8, 3), 0, 255))
-        dark = tuple(int(c * 0.72) for c in col)
-        hs = rng.uniform(0.9, 1.2)
-        ang = rng.uniform(-np.pi, np.pi)
-        palm = _ellipse(0.0, 0.02, 0.085 * hs, 0.1 * hs, 16)
-        pieces = [palm]
-        tips = []
-        for k, (dx, ln) in enumerate(zip((-0.06, -0.02, 0.02, 0.06), (0.12, 0.14, 0.135, 0.11))):
-            p0 = np.array([dx * hs, -0.05 * hs])
-            p1 = p0 + np.array([0.15 * dx * hs, -ln * hs * rng.uniform(0.85, 1.05)])
-            pieces.append(_capsule(p0, p1, 0.02 * hs))
-            tips.append((p0, p1, k))
-        thumb_side = rng.choice([-1, 1])
-        t0 = np.array([thumb_side * 0.07 * hs, 0.05 * hs])
-        pieces.append(_capsule(t0, t0 + np.array([thumb_side * 0.06, -0.07]) * hs, 0.022 * hs))
-        pieces.append(_capsule(np.array([0, 0.08 * hs]), np.array([0, 0.5]), 0.055 * hs))  # wrist/forearm
-        for p in pieces:
-            fill(_rot(p, ang, np.zeros(2)) + anchor, col, anchor)
-        for p0, p1, _ in tips[:-1]:
-            a0 = p0 + np.array([0.02 * hs, 0.0])
-            line(_rot(np.array([a0, a0 + 0.7 * (p1 - p0)]), ang, np.zeros(2)) + anchor, dark, anchor, 0.004)
-    elif kind == "object":
-        obj = rng.integers(3)
-        anchor = np.array([rng.uniform(-0.15, 0.15), rng.uniform(idn.nose_y - 0.05, idn.chin_y - 0.05)])
-        ang = rng.uniform(-0.5, 0.5)
-        col = _col(rng)
-        if obj == 0:  # cup with handle
-            w, h = rng.uniform(0.08, 0.11), rng.uniform(0.12, 0.17)
-            body = np.array([[-w, -h], [w, -h], [w * 0.85, h], [-w * 0.85, h]])
-            handle = _ellipse(w + 0.03, 0.0, 0.045, 0.06, 14)
-            handle_in = _ellipse(w + 0.03, 0.0, 0.025, 0.038, 14)
-            fill(_rot(handle, ang, np.zeros(2)) + anchor, col, anchor)
-            fill(_rot(handle_in, ang, np.zeros(2)) + anchor, (0, 0, 0), anchor, mask_too=False)
-            # the hole of the handle is painted dark and counted as occluder
-            fill(_rot(body, ang, np.zeros(2)) + anchor, col, anchor)
-            stripe = np.array([[-w * 0.95, -h * 0.2], [w * 0.95, -h * 0.2], [w * 0.93, 0.0], [-w * 0.93, 0.0]])
-            fill(_rot(stripe, ang, np.zeros(2)) + anchor, _col(rng), anchor)
-        elif obj == 1:  # phone
-            w, h = rng.uniform(0.06, 0.075), rng.uniform(0.12, 0.15)
-            t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-            body = np.stack(
-                [w * np.sign(np.cos(t)) * np.abs(np.cos(t)) ** 0.3, h * np.sign(np.sin(t)) * np.abs(np.sin(t)) ** 0.3],
-                1,
-            )
-            fill(_rot(body, ang, np.zeros(2)) + anchor, _col(rng, 0, 60), anchor)
-            fill(_rot(body * 0.85, ang, np.zeros(2)) + anchor, _col(rng, 40, 256), anchor, mask_too=False)
-        else:  # random blob
-            n = 14
-            t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-            r = rng.uniform(0.09, 0.16) * rng.uniform(0.7, 1.3, n)
-            blob = np.stack([r * np.cos(t), r * np.sin(t)], 1)
-            fill(blob + anchor, col, anchor)
-            for _ in range(3):
-                sub = blob * rng.uniform(0.2, 0.5) + rng.uniform(-0.04, 0.04, 2)
-                fill(sub + anchor, _col(rng), anchor, mask_too=False)
-    elif kind == "face":
-        side = rng.choice([-1, 1])
-        anchor = np.array([side * rng.uniform(0.3, 0.42), rng.uniform(0.05, 0.35)])
-        m = max(8, int(round(frame.unit * 0.55 * rng.uniform(0.8, 1.1) * scale)))
-        sub_id = sample_identity(rng)
-        label = int(rng.integers(7))
-        aus = expression_aus(label, rng.uniform(0.2, 1.0), rng)
-        geom = face_geometry(sub_id, aus, int(rng.choice([-1, 1])), tuple(rng.uniform(-0.5, 0.5, 2)))
-        sub_frame = Frame(m / 2, m / 2, m * 0.95, rng.uniform(-0.3, 0.3))
-        sub_img, sub_mask, _ = _render_face(m, sub_id, geom, sub_frame, aus, rng.standard_normal(_N_CLS))
-        c = frame.to_px(anchor[None])[0]
-        off = (int(round(c[0] - m / 2)), int(round(c[1] - m / 2)))
-        image.paste(sub_img, off, sub_mask)
-        mask.paste(255, (off[0], off[1], off[0] + m, off[1] + m), sub_mask)
+    painter = registry.OCCLUDERS.get(kind)
+    painter(OccluderCanvas(image, mask, frame, scale), rng, idn)
 
 
-# ----------------------------------------------------------------------------------------------- samples
 # ----------------------------------------------------------------------------------------------- samples
 _NB_DX = np.array([[-1, 0, 1, -1, 0, 1, -1, 0, 1]])
 _NB_DY = np.array([[-1, -1, -1, 0, 0, 0, 1, 1, 1]])
@@ -1235,6 +1344,7 @@ def render_sample(
     occluder: str | None = None,
     occlusion_prob: float = 0.5,
     identity: int | None = None,
+    occluder_mix: tuple[str, ...] | list[str] | None = None,
 ) -> SynthSample:
     """Draw SynthFER sample ``index`` of dataset ``seed``.
 
@@ -1247,9 +1357,10 @@ def render_sample(
         num_classes: 7 (basic expressions) or 8 (+ contempt).
         label: canonical class index; None draws one uniformly.
         occluder: one of :data:`OCCLUDERS`; None draws ``none`` with probability ``1 - occlusion_prob`` and a
-            uniformly chosen kind otherwise.
+            kind chosen uniformly from ``occluder_mix`` otherwise.
         occlusion_prob: probability of an occluder when ``occluder`` is None.
         identity: identity id; None draws one from the sample's stream.
+        occluder_mix: the kinds drawn from when ``occluder`` is None, in order; None = :func:`synthfer_occluders`.
 
     Returns:
         the :class:`SynthSample`.
@@ -1260,8 +1371,8 @@ def render_sample(
         raise ValueError(f"size must be an integer >= 16 pixels, got {size!r}")
     if label is not None and not 0 <= int(label) < num_classes:
         raise ValueError(f"label {label!r} is outside 0..{num_classes - 1}")
-    if occluder is not None and occluder not in OCCLUDERS:
-        raise ValueError(f"unknown occluder {occluder!r}; expected one of {list(OCCLUDERS)}")
+    if occluder is not None and occluder != "none" and occluder not in registry.OCCLUDERS:
+        raise ValueError(f"unknown occluder {occluder!r}; expected one of {['none', *occluder_kinds()]}")
     if not 0.0 <= occlusion_prob <= 1.0:
         raise ValueError(f"occlusion_prob must be in [0, 1], got {occlusion_prob!r}")
     rng = np.random.default_rng([seed, index])
@@ -1289,7 +1400,10 @@ def render_sample(
     img.paste(face, (0, 0), sil)
     v = rng.random(2)
     if occluder is None:
-        occluder = OCCLUDER_KINDS[int(v[1] * len(OCCLUDER_KINDS))] if v[0] < occlusion_prob else "none"
+        mix = synthfer_occluders() if occluder_mix is None else tuple(occluder_mix)
+        if v[0] < occlusion_prob and not mix:
+            raise ValueError("no occluder kind to draw from: register one with synthfer_mix=True or pass occluder_mix")
+        occluder = mix[int(v[1] * len(mix))] if v[0] < occlusion_prob else "none"
     occ = None
     if occluder != "none":  # drawn on its own layer; exactly the pixels of its mask are pasted
         layer, mask = Image.new("RGB", (size, size), 0), Image.new("L", (size, size), 0)
@@ -1362,7 +1476,7 @@ def synthfer_params(
         raise ValueError(f"SynthFER num_classes must be 7 or 8, got {num_classes!r}")
     if not 0.0 <= float(occlusion_prob) <= 1.0:
         raise ValueError(f"SynthFER occlusion_prob must be in [0, 1], got {occlusion_prob!r}")
-    return {
+    params: dict[str, Any] = {
         "generator_version": GENERATOR_VERSION,
         "size": int(size),
         "train_per_class": int(train_per_class),
@@ -1371,6 +1485,17 @@ def synthfer_params(
         "occlusion_prob": float(occlusion_prob),
         "seed": int(seed),
     }
+    mix = synthfer_occluders()
+    if not mix:
+        raise ValueError("SynthFER needs at least one occluder kind registered with synthfer_mix=True")
+    if any(getattr(registry.OCCLUDERS.get(k), "__module__", None) != __name__ for k in mix):
+        params["occluders"] = list(mix)  # a mix with registered kinds of elsewhere is part of the settings
+    return params
+
+
+def _mix(params: dict[str, Any]) -> tuple[str, ...]:
+    """The occluder kinds of a build (recorded in ``params`` when they are not the built-in ones)."""
+    return tuple(params.get("occluders") or synthfer_occluders())
 
 
 def default_root(params: dict[str, Any]) -> Path:
@@ -1403,9 +1528,10 @@ def _plan(params: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     n_val = params["val_per_class"] * c
+    mix = _mix(params)
     for k in range(n_val):  # the same faces as `valid`, each class cycling through the occluder kinds
         row = dict(rows[params["train_per_class"] * c + k])
-        row.update(split="valid_occluded", occluder=OCCLUDER_KINDS[(k // c) % len(OCCLUDER_KINDS)])
+        row.update(split="valid_occluded", occluder=mix[(k // c) % len(mix)])
         rows.append(row)
     return rows
 
@@ -1508,6 +1634,7 @@ def _build_chunk(
     """Render and write the rows ``chunk`` of a build (runs in a worker process or inline)."""
     out = []
     base = Path(root)
+    mix = _mix(params)
     for i, row in chunk:
         s = render_sample(
             row["index"],
@@ -1518,6 +1645,7 @@ def _build_chunk(
             occluder=row["occluder"],
             occlusion_prob=params["occlusion_prob"],
             identity=row["identity"],
+            occluder_mix=mix,
         )
         path = base / row["split"] / names[s.label] / f"{i:06d}.png"
         ppath = base / "parsing" / f"{i:06d}.png"

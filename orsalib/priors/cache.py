@@ -21,7 +21,7 @@ Layout::
   stay float32 and parsing maps uint8.
 
 Cached (default, ``prior.mode="cached"``) vs released (``prior.mode="released"``): see
-:mod:`orsalib.priors.sources` (:class:`~orsalib.priors.sources.InModelPriors`).
+:mod:`orsalib.priors.sources` (released: ORSANet's ``priors_in_model=True, prior_mode="released"``).
 """
 
 from __future__ import annotations

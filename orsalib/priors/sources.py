@@ -1,8 +1,15 @@
 """Prior sources behind one interface (DESIGN.md "Prior sources"; contract in docs/contracts.md "Priors").
 
-``get_prior_source(prior_cfg, device) -> PriorSource``; every source has
+``get_prior_source(prior_cfg, device) -> PriorSource`` looks ``prior_cfg.source`` up in the registry of prior sources
+(:data:`orsalib.registry.PRIOR_SOURCES`). Adding a source is one decorated class or function in one file:
+``@register_prior_source(name, description=..., keys=..., weights=..., ground_truth=...)`` on a
+:class:`PriorSource` subclass (built with :meth:`PriorSource.from_config`) or on a factory
+``(prior_cfg, device) -> PriorSource``; both receive a :class:`~orsalib.config.PriorConfig`. Metadata:
+``description``; ``keys``, the prior keys it produces; ``weights``, the ``PriorConfig`` fields naming the weights
+files it reads; ``ground_truth``, True when it needs ground-truth rows (SynthFER). Every source has
 
-- ``name``: the source name (``oracle``, ``mobilefacenet``, ``segface``, ``landmark-parsing``, ``none``);
+- ``name``: the source name (``oracle``, ``mobilefacenet``, ``segface``, ``mobilefacenet+segface``,
+  ``landmark-parsing``, ``none``);
 - ``keys``: the prior keys it produces (a subset of :data:`orsalib.models.PRIOR_KEYS`);
 - ``weights_id``: a hash of its weights file ("" for ``oracle`` / ``none`` / ``landmark-parsing``'s rasteriser);
 - ``compute(images, rows) -> dict[str, np.ndarray]``: priors of a batch of uint8 RGB images (B, H, W, 3) that are
@@ -17,24 +24,25 @@ Two ways of running the frozen prior networks (``prior.mode``):
   from :class:`orsalib.priors.cache.PriorCache` during training;
 - ``"released"``: recomputed on every forward pass, with the frozen networks following the model's train/eval
   mode, as the released ORSANet does (BatchNorm statistics drift, Swin-B stochastic depth active, twice per step
-  under SAM). :class:`InModelPriors` wraps any workbook model that way (ORSANet also has this built in:
-  ``priors_in_model=True, prior_mode="released"``).
+  under SAM). ORSANet builds the frozen networks inside the model for this: ``priors_in_model=True,
+  prior_mode="released"`` (:mod:`orsalib.models.orsanet`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from ..data.transforms import flip_landmarks, flip_parsing
+from ..registry import PRIOR_SOURCES, register_prior_source
 from .landmarks import (
     DEFAULT_LANDMARK_WEIGHTS,
     LANDMARK_ORIGIN,
@@ -46,9 +54,7 @@ from .landmarks import (
 from .parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN, ParserPredictor, load_segface, rasterize_parsing_batch
 
 __all__ = [
-    "SOURCE_NAMES",
     "CombinedSource",
-    "InModelPriors",
     "LandmarkParsingSource",
     "MobileFaceNetSource",
     "NoPriors",
@@ -57,10 +63,6 @@ __all__ = [
     "SegFaceSource",
     "get_prior_source",
 ]
-
-SOURCE_NAMES: tuple[str, ...] = (
-    "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none",
-)
 
 
 class PriorSource:
@@ -72,6 +74,12 @@ class PriorSource:
 
     def __init__(self) -> None:
         self.calls = 0  # number of compute batches run (network invocations for network sources)
+
+    @classmethod
+    def from_config(cls, prior_cfg: Any, device: torch.device) -> PriorSource:
+        """The source for a :class:`~orsalib.config.PriorConfig` (or a dict with its fields) on ``device``, as
+        :func:`get_prior_source` builds a registered class (default: no arguments)."""
+        return cls()
 
     def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -106,16 +114,20 @@ def _check_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-class NoPriors(PriorSource):
-    """``none``: produces nothing (ablations without priors)."""
-
-    name = "none"
-
-    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-        return {}
+def _cfg_get(cfg: Any, key: str, default: Any = "") -> Any:
+    if isinstance(cfg, dict):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
 
 
 # ----------------------------------------------------------------------------- oracle
+@register_prior_source(
+    "oracle",
+    description="SynthFER ground truth: landmarks.npy and the parsing map of each row (the upper bound)",
+    keys=("landmarks", "parsing"),
+    weights=(),
+    ground_truth=True,
+)
 class OracleSource(PriorSource):
     """``oracle``: SynthFER ground truth (``landmarks.npy`` at ``landmarks_index``, the ``parsing_path`` PNG).
 
@@ -202,6 +214,7 @@ class _NetworkSource(PriorSource):
     """
 
     default_weights: Path
+    weights_field: str  # the PriorConfig field naming the weights file
     what: str  # how the weights file is named in error messages
     origin: str  # where the user can obtain the weights file
 
@@ -224,6 +237,11 @@ class _NetworkSource(PriorSource):
             self._predictor = None  # loaded on first use: a fully cached run never builds the network
             self.weights_id = file_sha1(self.weights)
 
+    @classmethod
+    def from_config(cls, prior_cfg: Any, device: torch.device) -> _NetworkSource:
+        """The source with the weights file named by ``prior_cfg.<weights_field>`` ("" = the default location)."""
+        return cls(_cfg_get(prior_cfg, cls.weights_field) or None, device)
+
     def _make_predictor(self, net: nn.Module | None = None) -> Any:
         raise NotImplementedError
 
@@ -234,6 +252,13 @@ class _NetworkSource(PriorSource):
         return self._predictor
 
 
+@register_prior_source(
+    "mobilefacenet",
+    description="frozen MobileFaceNet-68: landmarks (68, 2) and landmark features (512, 7, 7)",
+    keys=("landmarks", "landmark_features"),
+    weights=("landmark_weights",),
+    ground_truth=False,
+)
 class MobileFaceNetSource(_NetworkSource):
     """``mobilefacenet``: landmarks (68, 2) and landmark features (512, 7, 7) from the frozen MobileFaceNet-68.
 
@@ -243,6 +268,7 @@ class MobileFaceNetSource(_NetworkSource):
     name = "mobilefacenet"
     keys = ("landmarks", "landmark_features")
     default_weights = DEFAULT_LANDMARK_WEIGHTS
+    weights_field = "landmark_weights"
     what = "MobileFaceNet-68 landmark"
     origin = LANDMARK_ORIGIN
 
@@ -254,6 +280,13 @@ class MobileFaceNetSource(_NetworkSource):
         return {"landmarks": lm, "landmark_features": feats}
 
 
+@register_prior_source(
+    "segface",
+    description="frozen SegFace LaPa Swin-B: parsing labels (S, S) and stage-4 features (1024, S/32, S/32)",
+    keys=("parsing", "parser_features"),
+    weights=("parser_weights",),
+    ground_truth=False,
+)
 class SegFaceSource(_NetworkSource):
     """``segface``: parsing labels (S, S) and Swin-B stage-4 features (1024, S/32, S/32) from frozen SegFace.
 
@@ -264,6 +297,7 @@ class SegFaceSource(_NetworkSource):
     name = "segface"
     keys = ("parsing", "parser_features")
     default_weights = DEFAULT_PARSER_WEIGHTS
+    weights_field = "parser_weights"
     what = "SegFace LaPa Swin-B parser"
     origin = PARSER_ORIGIN
 
@@ -341,103 +375,73 @@ class CombinedSource(PriorSource):
         return out
 
 
+@register_prior_source(
+    "mobilefacenet+segface",
+    description="both frozen networks, as the released ORSANet uses them (the paper profile's default)",
+    keys=("landmarks", "landmark_features", "parsing", "parser_features"),
+    weights=("landmark_weights", "parser_weights"),
+    ground_truth=False,
+)
+def mobilefacenet_segface(prior_cfg: Any, device: torch.device) -> CombinedSource:
+    """``mobilefacenet+segface``: :class:`MobileFaceNetSource` and :class:`SegFaceSource` combined."""
+    return CombinedSource(
+        MobileFaceNetSource.from_config(prior_cfg, device), SegFaceSource.from_config(prior_cfg, device)
+    )
+
+
+@register_prior_source(
+    "landmark-parsing",
+    description="MobileFaceNet-68 landmarks and a parsing map rasterised from them (no parser weights)",
+    keys=("landmarks", "parsing"),
+    weights=("landmark_weights",),
+    ground_truth=False,
+)
+def landmark_parsing(prior_cfg: Any, device: torch.device) -> LandmarkParsingSource:
+    """``landmark-parsing``: :class:`LandmarkParsingSource` over a :class:`MobileFaceNetSource`."""
+    return LandmarkParsingSource(MobileFaceNetSource.from_config(prior_cfg, device))
+
+
+@register_prior_source(
+    "none",
+    description="no priors (ablations, backbone baselines)",
+    keys=(),
+    weights=(),
+    ground_truth=False,
+)
+class NoPriors(PriorSource):
+    """``none``: produces nothing (ablations without priors)."""
+
+    name = "none"
+
+    def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {}
+
+
 # ----------------------------------------------------------------------------- factory
-def _cfg_get(cfg: Any, key: str, default: Any = "") -> Any:
-    if isinstance(cfg, dict):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
 def get_prior_source(prior_cfg: Any, device: str | torch.device = "auto") -> PriorSource:
     """The prior source of a :class:`orsalib.config.PriorConfig` (or a dict with its fields, or a source name).
 
-    Network sources hash their weights file here (``weights_id``) and load the network only when they first
-    compute, so a run whose priors are all cached never builds it.
+    The name is looked up in :data:`orsalib.registry.PRIOR_SOURCES`. Network sources hash their weights file here
+    (``weights_id``) and load the network only when they first compute, so a run whose priors are all cached never
+    builds it.
 
     Raises:
-        ValueError: unknown source name.
+        ValueError: unknown source name (the message lists the registered ones).
         FileNotFoundError: the weights file of a network source is missing (the message says where to get it).
     """
+    from ..config import PriorConfig
     from ..utils import resolve_device
 
     name = prior_cfg if isinstance(prior_cfg, str) else _cfg_get(prior_cfg, "source", "oracle")
-    if name not in SOURCE_NAMES:
-        raise ValueError(f"unknown prior source {name!r}; choose one of {list(SOURCE_NAMES)}")
-    lm_w = None if isinstance(prior_cfg, str) else (_cfg_get(prior_cfg, "landmark_weights") or None)
-    par_w = None if isinstance(prior_cfg, str) else (_cfg_get(prior_cfg, "parser_weights") or None)
+    make = PRIOR_SOURCES.get(name)
+    if isinstance(prior_cfg, (str, dict)):  # registered sources always receive a PriorConfig
+        given = {"source": name} if isinstance(prior_cfg, str) else prior_cfg
+        prior_cfg = PriorConfig(**{f.name: given[f.name] for f in fields(PriorConfig) if f.name in given})
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    if name == "oracle":
-        return OracleSource()
-    if name == "none":
-        return NoPriors()
-    if name == "mobilefacenet":
-        return MobileFaceNetSource(lm_w, dev)
-    if name == "segface":
-        return SegFaceSource(par_w, dev)
-    if name == "mobilefacenet+segface":
-        return CombinedSource(MobileFaceNetSource(lm_w, dev), SegFaceSource(par_w, dev))
-    return LandmarkParsingSource(MobileFaceNetSource(lm_w, dev))
-
-
-# ----------------------------------------------------------------------------- released mode
-class InModelPriors(nn.Module):
-    """Recompute the priors inside every forward pass, as the released ORSANet does (``prior.mode="released"``).
-
-    Wraps a workbook model ``model(image, priors) -> dict``. The frozen networks receive the model's (ImageNet-
-    normalised) input exactly as in the release: the landmark net gets it resized to 112 with
-    ``F.interpolate`` (default nearest), the parser gets it as is. With ``mode="released"`` the frozen networks
-    follow ``train()``/``eval()`` of the wrapper (BatchNorm statistics of the landmark net update, Swin-B
-    stochastic depth is active); with ``mode="cached"`` they always stay in eval mode. Their parameters never
-    receive gradients.
-
-    Args:
-        model: the wrapped model.
-        landmark_net: a :class:`~orsalib.models.mobilefacenet.MobileFaceNet` or None.
-        parser: a :class:`~orsalib.models.segface.SegFaceSwinB` or None.
-        mode: ``"released"`` or ``"cached"`` (see above).
-        routing: ``"released"`` gives ``landmark_features`` / ``parser_features``; ``"paper"`` gives ``landmarks``
-            (B, 68, 2) / ``parsing`` (B, H, W) labels.
-    """
-
-    def __init__(
-        self, model: nn.Module, landmark_net: nn.Module | None = None, parser: nn.Module | None = None,
-        mode: str = "released", routing: str = "released",
-    ) -> None:  # fmt: skip
-        super().__init__()
-        if mode not in ("released", "cached"):
-            raise ValueError(f"InModelPriors mode={mode!r}; choose 'released' or 'cached'")
-        if routing not in ("released", "paper"):
-            raise ValueError(f"InModelPriors routing={routing!r}; choose 'released' or 'paper'")
-        self.model = model
-        self.landmark_net = landmark_net.requires_grad_(False) if landmark_net is not None else None
-        self.parser = parser.requires_grad_(False) if parser is not None else None
-        self.mode, self.routing = mode, routing
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> InModelPriors:
-        super().train(mode)
-        if self.mode == "cached":
-            for net in (self.landmark_net, self.parser):
-                if net is not None:
-                    net.eval()
-        return self
-
-    @torch.no_grad()
-    def compute(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Priors of a normalised image batch (B, 3, H, W)."""
-        out: dict[str, torch.Tensor] = {}
-        if self.landmark_net is not None:
-            coords, feats = self.landmark_net(F.interpolate(image, size=112))  # release: nearest 112
-            if self.routing == "released":
-                out["landmark_features"] = feats  # (B, 512, 7, 7)
-            else:
-                out["landmarks"] = coords.reshape(coords.shape[0], 68, 2)  # (B, 136) -> (B, 68, 2)
-        if self.parser is not None:
-            if self.routing == "released":
-                out["parser_features"] = self.parser.forward_features(image)  # (B, 1024, H/32, W/32)
-            else:
-                out["parsing"] = self.parser(image).argmax(1)  # (B, H, W)
-        return out
-
-    def forward(self, image: torch.Tensor, priors: dict[str, torch.Tensor] | None = None, **kw: Any) -> Any:
-        return self.model(image, priors={**(priors or {}), **self.compute(image)}, **kw)
+    if isinstance(make, type) and issubclass(make, PriorSource):
+        source = make.from_config(prior_cfg, dev)
+    else:
+        source = make(prior_cfg, dev)
+    if not isinstance(source, PriorSource):
+        raise TypeError(f"prior source {name!r} was built as {type(source).__name__}; expected a PriorSource")
+    return source
