@@ -18,6 +18,7 @@ RANKS: dict[str, int] = {
     "paths": 0,
     "utils": 0,
     "registry": 0,
+    "paper": 0,
     "models": 1,
     "losses": 1,
     "metrics": 1,
