@@ -108,6 +108,35 @@ def mde_points(sd: float, n: int, alpha: float = 0.05) -> float:
     return float((stats.norm.ppf(1 - alpha / 2) + _Z_POWER) * sd / math.sqrt(n))
 
 
+def compare_scores_on_images(
+    claim: str,
+    table: str,
+    paper: str,
+    diff: Sequence[float],
+    ours: str,
+    *,
+    expected: int = 1,
+    paper_delta: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    note: str = "",
+    p: float | None = None,
+) -> Verdict:
+    """Verdict from any per-image paired score difference (e.g. drop of B minus drop of A, Table 3).
+
+    ``p`` defaults to the Wilcoxon signed-rank test of ``diff`` (1.0 when every difference is 0).
+    """
+    d = np.asarray(diff, dtype=np.float64)
+    mean, lo, hi = paired_bootstrap(d, n_boot=n_boot, seed=seed)
+    if p is None:
+        p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) and d.size > 1 else 1.0
+    return Verdict(
+        claim=claim, table=table, paper=paper, ours=ours, delta=100 * mean, ci_low=100 * lo, ci_high=100 * hi,
+        p=p, n=int(d.size), unit="images", verdict=verdict_of(lo, hi, expected),
+        mde=100 * mde_points(float(d.std(ddof=1)), d.size), paper_delta=paper_delta, note=note,
+    )  # fmt: skip
+
+
 def compare_on_images(
     claim: str,
     table: str,
@@ -121,40 +150,12 @@ def compare_on_images(
     seed: int = 0,
     note: str = "",
 ) -> Verdict:
-    """Verdict on "A beats B" from per-image correctness of both models on the same images."""
+    """Verdict on "A beats B" from per-image correctness of both models on the same images (p: McNemar)."""
     a = np.asarray(correct_a, dtype=np.float64)
     b = np.asarray(correct_b, dtype=np.float64)
-    d = a - b
-    mean, lo, hi = paired_bootstrap(d, n_boot=n_boot, seed=seed)
-    return Verdict(
-        claim=claim, table=table, paper=paper, ours=f"{100 * a.mean():.2f} vs {100 * b.mean():.2f}",
-        delta=100 * mean, ci_low=100 * lo, ci_high=100 * hi, p=mcnemar_p(a > 0.5, b > 0.5), n=int(d.size),
-        unit="images", verdict=verdict_of(lo, hi, expected), mde=100 * mde_points(float(d.std(ddof=1)), d.size),
-        paper_delta=paper_delta, note=note,
-    )  # fmt: skip
-
-
-def compare_scores_on_images(
-    claim: str,
-    table: str,
-    paper: str,
-    diff: Sequence[float],
-    ours: str,
-    *,
-    expected: int = 1,
-    paper_delta: float | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
-    note: str = "",
-) -> Verdict:
-    """Verdict from any per-image paired score difference (e.g. drop of B minus drop of A, Table 3)."""
-    d = np.asarray(diff, dtype=np.float64)
-    mean, lo, hi = paired_bootstrap(d, n_boot=n_boot, seed=seed)
-    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) and d.size > 1 else 1.0
-    return Verdict(
-        claim=claim, table=table, paper=paper, ours=ours, delta=100 * mean, ci_low=100 * lo, ci_high=100 * hi,
-        p=p, n=int(d.size), unit="images", verdict=verdict_of(lo, hi, expected),
-        mde=100 * mde_points(float(d.std(ddof=1)), d.size), paper_delta=paper_delta, note=note,
+    return compare_scores_on_images(
+        claim, table, paper, a - b, f"{100 * a.mean():.2f} vs {100 * b.mean():.2f}", expected=expected,
+        paper_delta=paper_delta, n_boot=n_boot, seed=seed, note=note, p=mcnemar_p(a > 0.5, b > 0.5),
     )  # fmt: skip
 
 
