@@ -89,7 +89,7 @@ def test_flip_fallback_when_store_has_no_flipped_priors(tmp_path):
     m = make_manifest(tmp_path)
     store = FakeStore(16, flipped_ok=False)
     ds = LD.FERDataset(m[m["split"] == "train"], 16, prior_store=store, train=True, random_erasing=0.0)
-    ds.transform.sample_flip = lambda: True  # force the flip
+    ds.transform.sample_flip = lambda generator=None: True  # force the flip
     s = ds[0]
     assert np.allclose(s["landmarks"].numpy(), flip_landmarks(store.lm))
     assert set(np.unique(s["parsing"].numpy())) == {0, 3}  # left-brow half mirrored and relabelled
@@ -99,7 +99,7 @@ def test_flip_fallback_when_store_has_no_flipped_priors(tmp_path):
 def test_image_flip_matches_pixels(tmp_path):
     m = make_manifest(tmp_path, n_train=1, n_valid=1)
     ds = LD.FERDataset(m.iloc[:1], 20, train=True, random_erasing=0.0, normalize=False)
-    ds.transform.sample_flip = lambda: True
+    ds.transform.sample_flip = lambda generator=None: True
     img = np.asarray(Image.open(m["path"].iloc[0]).convert("RGB"))
     got = (ds[0]["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(got, img[:, ::-1])
@@ -216,7 +216,7 @@ def test_synthfer_flip_keeps_landmark_semantics(tmp_path):
 
     ds = LD.FERDataset(m, 64, prior_store=Oracle(), train=True, random_erasing=0.0)
     for flip in (False, True):
-        ds.transform.sample_flip = lambda flip=flip: flip
+        ds.transform.sample_flip = lambda generator=None, flip=flip: flip
         hits = {5: 0, 4: 0}
         for k in range(len(ds)):
             s = ds[k]

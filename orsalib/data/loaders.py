@@ -6,6 +6,13 @@ manifest row, i.e. the prior-cache sample id), plus any prior keys as tensors (`
 Flip augmentation with cached priors: when a training sample is flipped the dataset asks the prior store for
 the priors of the *flipped* image (``store.get(i, flipped=True)``), computed once when the cache was built,
 instead of recomputing the frozen prior networks (the release recomputes them every step).
+
+Exact resume: every random stream of the data side is a function of (seed, epoch, ...), never of what ran before.
+The training sampler draws its epoch sequence from ``(seed, epoch)`` (:meth:`DistributedBalancedSampler.set_epoch`;
+one rank = the single-process case) and yields :class:`Draw` items that carry the epoch and the draw's slot in the
+epoch's global sequence; the dataset seeds each draw's augmentation (flip, RandomErasing) from
+``(seed, epoch, slot)``. So a run resumed at any epoch sees the same images as an uninterrupted run, with any number
+of DataLoader workers (persistent or not) and on every DDP rank.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,6 +31,29 @@ from .sources import DatasetError
 from .transforms import PairedTransform, read_rgb
 
 _GEOMETRIC_KEYS = ("landmarks", "parsing")
+# the random streams of a run, as the second key of derive_seed(seed, stream, epoch, ...): never the same seed twice
+PROCESS_STREAM = 0  # (seed, 0, epoch, rank): python / numpy / torch global RNGs of a process (dropout, drop-path)
+SAMPLER_STREAM = 1  # (seed, 1, epoch): the training sampler's epoch sequence (identical on every rank)
+AUGMENT_STREAM = 2  # (seed, 2, epoch, slot): the augmentation of one draw
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from non-negative integers (``numpy.random.SeedSequence``), e.g. (seed, epoch)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] % (2**63 - 1))
+
+
+class Draw(NamedTuple):
+    """One item of a training epoch, as :class:`EpochDraws` yields it and :class:`FERDataset` reads it.
+
+    Attributes:
+        index: position in the dataset.
+        epoch: 0-based epoch of the draw.
+        slot: position of the draw in the epoch's global sequence (the same on every rank, with any workers).
+    """
+
+    index: int
+    epoch: int
+    slot: int
 
 
 class FERDataset(Dataset):
@@ -42,8 +72,10 @@ class FERDataset(Dataset):
         cache_mb: memory budget of the automatic image cache.
         scale_range: optional random zoom range (e.g. (0.95, 1.05)); geometric priors (landmarks, parsing)
             follow, feature-map priors cannot, so it is refused when the store holds feature maps.
-        seed: seed of the augmentation generator (``None``: torch's global RNG). DataLoader workers reseed it
-            from their own seed (:func:`seed_worker`), so loaders built with the same seed give the same batches.
+        seed: base seed of the augmentation: a training item's flip and RandomErasing are drawn from a generator
+            seeded with ``(seed, epoch, slot)`` of its :class:`Draw` (a plain index ``k`` counts as a draw of
+            :attr:`epoch`, see :meth:`set_epoch`, with slot = its manifest row). ``None``: a generator reseeded per
+            DataLoader worker (:func:`seed_worker`), else torch's global RNG (no exact resume).
     """
 
     def __init__(
@@ -90,12 +122,23 @@ class FERDataset(Dataset):
         self.cache_images = bool(cache_images)
         self._cache: dict[int, np.ndarray] = {}
         self._store_flip_ok = True
-        if seed is not None:
-            self.transform.seed(seed)
+        self.seed = None if seed is None else int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of plain integer indices (items of :class:`EpochDraws` carry their own)."""
+        self.epoch = int(epoch)
 
     def reseed(self, seed: int) -> None:
-        """Reseed the augmentation generator (called in each DataLoader worker by :func:`seed_worker`)."""
+        """Reseed the fallback augmentation generator of a dataset without ``seed`` (:func:`seed_worker`)."""
         self.transform.seed(seed)
+
+    def _generator(self, item: int | Draw, k: int) -> torch.Generator | None:
+        """The augmentation generator of one item: seeded from (seed, epoch, slot); None = the transform's own."""
+        if self.seed is None or not self.train or not self.transform.random:
+            return None
+        epoch, slot = (item.epoch, item.slot) if isinstance(item, Draw) else (self.epoch, int(self.ids[k]))
+        return torch.Generator().manual_seed(derive_seed(self.seed, AUGMENT_STREAM, epoch, slot))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -143,14 +186,16 @@ class FERDataset(Dataset):
                 self._store_flip_ok = False  # the store has no flipped entries: flip the unflipped ones here
         return dict(self.store.get(i, flipped=False)), False
 
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, item: int | Draw) -> dict[str, torch.Tensor]:
+        k = item.index if isinstance(item, Draw) else int(item)
+        g = self._generator(item, k)
         i = int(self.ids[k])
         img = self.load_image(k)
-        flip = self.transform.sample_flip()
+        flip = self.transform.sample_flip(g)
         priors, pre_flipped = self._priors(i, flip)
         lm = priors.pop("landmarks", None)
         par = priors.pop("parsing", None)
-        image, lm, par = self.transform(img, lm, par, flip=flip, flip_priors=not pre_flipped)
+        image, lm, par = self.transform(img, lm, par, flip=flip, flip_priors=not pre_flipped, generator=g)
         out: dict[str, torch.Tensor] = {
             "image": image,
             "label": torch.tensor(self.labels[k], dtype=torch.int64),
@@ -189,10 +234,11 @@ def _balanced_weights(labels: np.ndarray | list[int]) -> torch.Tensor:
 
 
 class DistributedBalancedSampler(Sampler[int]):
-    """Class-balanced sampling under DDP: all ranks draw the same epoch sequence, each takes a disjoint shard.
+    """Class-balanced sampling, one epoch sequence per ``(seed, epoch)``; under DDP each rank takes a disjoint shard.
 
     The sequence is ``num_samples`` weighted draws (padded to a multiple of ``num_replicas``) from a generator
-    seeded with ``seed + epoch``; rank ``r`` takes positions ``r, r + R, r + 2R, ...``. Call :meth:`set_epoch`.
+    seeded with ``(seed, epoch)``; rank ``r`` takes positions ``r, r + R, r + 2R, ...``. Call :meth:`set_epoch`.
+    Outside DDP (one replica) it is a ``WeightedRandomSampler`` whose draws depend on the epoch only (exact resume).
     """
 
     def __init__(
@@ -214,7 +260,7 @@ class DistributedBalancedSampler(Sampler[int]):
 
     def epoch_sequence(self) -> torch.Tensor:
         """The full draw of this epoch (identical on every rank)."""
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, SAMPLER_STREAM, self.epoch))
         return torch.multinomial(self.weights, self.per_rank * self.num_replicas, replacement=True, generator=g)
 
     def __iter__(self) -> Iterator[int]:
@@ -225,8 +271,9 @@ class DistributedBalancedSampler(Sampler[int]):
 
 
 class DistributedShuffleSampler(Sampler[int]):
-    """Plain shuffling under DDP (``DistributedSampler`` semantics): one permutation per epoch, seeded with
-    ``seed + epoch``, padded by wrapping to a multiple of ``num_replicas``; rank ``r`` takes positions ``r::R``."""
+    """Plain shuffling (``DistributedSampler`` semantics): one permutation per epoch, seeded with ``(seed, epoch)``,
+    padded by wrapping to a multiple of ``num_replicas``; rank ``r`` takes positions ``r::R`` (one replica outside
+    DDP)."""
 
     def __init__(self, n: int, num_replicas: int | None = None, rank: int | None = None, seed: int = 0) -> None:
         self.n = n
@@ -238,7 +285,7 @@ class DistributedShuffleSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def epoch_sequence(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, SAMPLER_STREAM, self.epoch))
         perm = torch.randperm(self.n, generator=g)
         pad = self.per_rank * self.num_replicas - self.n
         return torch.cat([perm, perm[:pad]]) if pad else perm
@@ -248,6 +295,33 @@ class DistributedShuffleSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+class EpochDraws(Sampler[Draw]):
+    """Wraps a training sampler: yields its indices as :class:`Draw` items tagged with the epoch and global slot.
+
+    The epoch travels with each item to the DataLoader workers (also persistent ones, which never see a
+    ``set_epoch`` of the main process); the slot ``j * num_replicas + rank`` of the ``j``-th index of this rank is
+    the draw's position in the epoch's global sequence. :meth:`set_epoch` is passed on to the wrapped sampler.
+    """
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Draw]:
+        epoch = self.epoch
+        world, rank = int(getattr(self.sampler, "num_replicas", 1)), int(getattr(self.sampler, "rank", 0))
+        for j, k in enumerate(self.sampler):
+            yield Draw(int(k), epoch, j * world + rank)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class ShardSampler(Sampler[int]):
@@ -282,8 +356,9 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy, ``random`` and the dataset's augmentation generator from the
-    worker's torch seed (itself drawn from the loader's generator), so workers are deterministic."""
+    """DataLoader ``worker_init_fn``: seed numpy, ``random`` and the dataset's fallback augmentation generator from
+    the worker's torch seed (itself drawn from the loader's generator), so workers are deterministic. (A
+    :class:`FERDataset` with a ``seed`` seeds each draw itself and needs none of it.)"""
     s = torch.initial_seed()
     np.random.seed(s % 2**32)
     random.seed(s)
@@ -326,17 +401,19 @@ def build_loaders(
     """One DataLoader per split of the manifest (keys = split names).
 
     ``train``: augmented (``data_cfg.hflip``, ``data_cfg.random_erasing``), class-balanced when
-    ``data_cfg.balanced_sampler`` (the release), else shuffled; a last batch of size 1 is dropped.
-    Other splits: in order, no augmentation, ``eval_batch_size`` (default ``2 * batch_size``).
-    ``distributed``: train uses :class:`DistributedBalancedSampler` / :class:`DistributedShuffleSampler` (call
-    ``loader.sampler.set_epoch(epoch)``); evaluation splits use :class:`ShardSampler` (no padding).
+    ``data_cfg.balanced_sampler`` (the release), else shuffled; a last batch of size 1 is dropped. Its sampler is a
+    :class:`DistributedBalancedSampler` / :class:`DistributedShuffleSampler` (one replica unless ``distributed``)
+    inside :class:`EpochDraws`: call ``loader.sampler.set_epoch(epoch)`` before each epoch (``fit`` does); batches
+    and augmentations are then a function of (seed, epoch) only (exact resume).
+    Other splits: in order, no augmentation, ``eval_batch_size`` (default ``2 * batch_size``); under
+    ``distributed`` sharded by :class:`ShardSampler` (no padding).
 
     Args:
         manifest: the full manifest (index 0..N-1 = prior-cache ids; it is reset if not).
         data_cfg: :class:`orsalib.config.DataConfig` (image_size, balanced_sampler, num_workers, hflip,
             random_erasing).
         batch_size: training batch size.
-        seed: seeds the sampler/shuffle generator and the workers.
+        seed: seeds the training sampler, the augmentation and the workers.
         prior_store: optional prior store shared by all splits.
     """
     if not isinstance(manifest.index, pd.RangeIndex) or manifest.index.start != 0:
@@ -362,20 +439,14 @@ def build_loaders(
         )
         g = torch.Generator().manual_seed(seed)
         sampler: Any = None
-        shuffle = False
         if train:
-            balanced = bool(getattr(data_cfg, "balanced_sampler", True))
-            if distributed:
-                if balanced:
-                    sampler = DistributedBalancedSampler(ds.labels, num_replicas, rank, seed=seed)
-                else:
-                    sampler = DistributedShuffleSampler(len(ds), num_replicas, rank, seed=seed)
-            elif balanced:
-                sampler = class_balanced_sampler(ds.labels, generator=g)
+            world, r = (num_replicas, rank) if distributed else (1, 0)
+            if bool(getattr(data_cfg, "balanced_sampler", True)):
+                inner: Sampler[int] = DistributedBalancedSampler(ds.labels, world, r, seed=seed)
             else:
-                shuffle = True
-            n_epoch = len(sampler) if sampler is not None else len(ds)
-            drop_last = n_epoch > 1 and n_epoch % batch_size == 1
+                inner = DistributedShuffleSampler(len(ds), world, r, seed=seed)
+            sampler = EpochDraws(inner)
+            drop_last = len(sampler) > 1 and len(sampler) % batch_size == 1
             bs = batch_size
         else:
             if distributed:
@@ -385,7 +456,6 @@ def build_loaders(
             ds,
             batch_size=bs,
             collate_fn=collate,
-            shuffle=shuffle,
             sampler=sampler,
             num_workers=workers,
             drop_last=drop_last,

@@ -225,8 +225,9 @@ class PairedTransform:
     """Training/evaluation transform for one sample: image + optional landmarks + optional parsing map.
 
     Order (release): flip -> resize -> (optional scale/shift) -> tensor -> normalise -> RandomErasing (image only).
-    Randomness comes from a private ``torch.Generator`` once :meth:`seed` is called (the DataLoader's
-    ``worker_init_fn`` reseeds it per worker), else from torch's global RNG; runs are reproducible either way.
+    Randomness comes from the ``generator`` given to the call (``orsalib.data.loaders.FERDataset`` passes one per
+    draw, seeded from (seed, epoch, draw): exact resume, independent of workers and ranks), else from a private
+    generator once :meth:`seed` is called, else from torch's global RNG.
 
     Args:
         image_size: output side.
@@ -258,12 +259,18 @@ class PairedTransform:
         self.generator: torch.Generator | None = None  # None = torch's global RNG
 
     def seed(self, seed: int) -> None:
-        """Draw the augmentations from a private generator seeded with ``seed`` (reproducible per worker)."""
+        """Draw the augmentations from a private generator seeded with ``seed`` when a call brings none."""
         self.generator = torch.Generator().manual_seed(int(seed) % 2**63)
 
-    def sample_flip(self) -> bool:
+    @property
+    def random(self) -> bool:
+        """Whether any augmentation draws random numbers (flip, RandomErasing, scale/shift)."""
+        return bool(self.hflip or self.erasing_p > 0 or self.scale_range is not None)
+
+    def sample_flip(self, generator: torch.Generator | None = None) -> bool:
         """Draw the flip decision (exposed so a caller can fetch cached flipped priors)."""
-        return bool(self.hflip and torch.rand((), generator=self.generator).item() < 0.5)
+        g = generator if generator is not None else self.generator
+        return bool(self.hflip and torch.rand((), generator=g).item() < 0.5)
 
     def __call__(
         self,
@@ -272,6 +279,7 @@ class PairedTransform:
         parsing: np.ndarray | None = None,
         flip: bool | None = None,
         flip_priors: bool = True,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, np.ndarray | None, np.ndarray | None]:
         """Apply the transform.
 
@@ -281,12 +289,14 @@ class PairedTransform:
             parsing: (h, w) class map of the unflipped image, or None.
             flip: force the flip decision (``None`` = draw it).
             flip_priors: also flip landmarks/parsing (False when they already come flipped from a prior cache).
+            generator: where the random draws come from (default: :meth:`seed`'s generator, else torch's global RNG).
 
         Returns:
             (image tensor (3, S, S), landmarks (68, 2) or None, parsing (S, S) or None).
         """
+        g = generator if generator is not None else self.generator
         if flip is None:
-            flip = self.sample_flip()
+            flip = self.sample_flip(g)
         if flip:
             image = flip_image(image)
             if flip_priors:
@@ -295,10 +305,10 @@ class PairedTransform:
         image, landmarks, parsing = resize(image, self.image_size, landmarks, parsing)
         if self.scale_range is not None:
             lo, hi = self.scale_range
-            s = float(lo + (hi - lo) * torch.rand((), generator=self.generator).item())
-            dx, dy = ((torch.rand(2, generator=self.generator) * 2 - 1) * self.max_shift).tolist()
+            s = float(lo + (hi - lo) * torch.rand((), generator=g).item())
+            dx, dy = ((torch.rand(2, generator=g) * 2 - 1) * self.max_shift).tolist()
             image, landmarks, parsing = scale_shift(image, s, (dx, dy), landmarks, parsing)
         t = to_tensor(image, self.normalize)
         if self.erasing_p > 0:
-            t = random_erase(t, self.erasing_p, generator=self.generator, inplace=True)
+            t = random_erase(t, self.erasing_p, generator=g, inplace=True)
         return t, landmarks, parsing

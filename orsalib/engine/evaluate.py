@@ -221,12 +221,12 @@ def evaluate_loader(
 ) -> dict[str, Any]:
     """Accuracy, macro-F1, mean class accuracy, loss and confusion of ``model`` on ``loader``, over all ranks.
 
-    Under DDP a loader with a ``DistributedSampler`` is evaluated in shards whose predictions are gathered
-    (duplicates from sampler padding dropped by sample index); any other loader is evaluated on rank 0 and its
-    report broadcast.
+    Under DDP a loader whose sampler is sharded over the ranks (``num_replicas`` > 1: a ``DistributedSampler`` or
+    ``orsalib.data.loaders.ShardSampler``) is evaluated in shards whose predictions are gathered (duplicates from
+    sampler padding dropped by sample index); any other loader is evaluated on rank 0 and its report broadcast.
     """
     sampler = getattr(loader, "sampler", None)
-    sharded = ddp.is_distributed() and isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
+    sharded = ddp.is_distributed() and int(getattr(sampler, "num_replicas", 1)) > 1
     rep = None
     if sharded or ddp.is_main_process():
         with autocast(device.type, amp_dtype):

@@ -12,11 +12,17 @@ What one call does (DESIGN.md, "data flow of one training run"):
   receives the 0-based epoch, docs/contracts.md); ``run_dir/summary.json`` with BOTH the last and the best epoch;
 - checkpoints, written atomically: ``run_dir/checkpoints/last.pt`` (everything needed to resume: model, optimizer,
   SAM, scheduler, scaler, all RNG states, history) and ``best.pt`` (model weights + the epoch's record);
-- exact resume: every epoch re-seeds python / numpy / torch and the loaders' samplers from ``(seed, epoch)``,
-  so a run killed after epoch k and resumed ends with the same weights as an uninterrupted run (bit-identical on
-  CPU; on CUDA up to non-deterministic kernels);
+- exact resume: every random stream is a function of ``(seed, epoch[, rank])``: each epoch re-seeds python / numpy /
+  torch (dropout, drop-path) from ``(seed, epoch, rank)`` and the loader's sampler from ``(seed, epoch)``; the
+  augmentation of a :class:`orsalib.data.loaders.FERDataset` is seeded per draw from ``(seed, epoch, slot)`` (any
+  number of workers, any rank). A run killed anywhere and resumed ends with the same weights as an uninterrupted
+  run (bit-identical on CPU; on CUDA up to non-deterministic kernels);
+- ``last.pt`` is written whenever ``best.pt`` is, and first, so ``best.pt`` is never ahead of ``last.pt``; a resume
+  rewrites a ``best.pt`` that a kill between the two writes left behind; temp files of interrupted writes are removed
+  when a run starts;
 - a non-finite loss stops the run with :class:`NonFiniteLossError` naming the epoch and step; the last good
-  checkpoint stays untouched.
+  checkpoint stays untouched. Any exception that stops a run leaves ``"status": "failed: <reason>"`` in
+  ``summary.json``.
 
 :func:`fit` is a thin wrapper around :class:`Trainer` (setup -> resume -> per epoch: train_epoch, evaluate,
 checkpoint, summary); one optimisation step is :func:`train_step` on a :class:`StepState`.
@@ -43,6 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..data.loaders import PROCESS_STREAM, derive_seed
 from ..utils import (
     append_jsonl,
     atomic_torch_save,
@@ -128,34 +135,45 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit seed for (run seed, 0-based epoch)."""
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)[0] % (2**63 - 1))
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A well-mixed 63-bit seed of a process's global RNGs for (run seed, 0-based epoch, DDP rank)."""
+    return derive_seed(seed, PROCESS_STREAM, epoch, rank)
 
 
-def seed_epoch(seed: int, epoch: int, loader: Any = None) -> int:
-    """Re-seed python / numpy / torch (all devices) and the loader's sampler from ``(seed, epoch)``.
+def seed_epoch(seed: int, epoch: int, loader: Any = None, rank: int | None = None) -> int:
+    """Re-seed python / numpy / torch (all devices) from ``(seed, epoch, rank)``; put the loader at ``epoch``.
 
-    Handles a ``DistributedSampler`` (``set_epoch``), samplers with their own ``torch.Generator`` (e.g. a
-    ``WeightedRandomSampler(generator=...)``) and a DataLoader ``generator`` (which also seeds the workers).
+    The loader part handles samplers with ``set_epoch`` (``DistributedSampler``, the workbook's samplers), samplers
+    with their own ``torch.Generator`` (e.g. a ``WeightedRandomSampler(generator=...)``), a DataLoader ``generator``
+    (which also seeds the workers) and datasets with ``set_epoch`` (:class:`orsalib.data.loaders.FERDataset`).
+
+    Args:
+        seed: the run seed.
+        epoch: the 0-based epoch.
+        loader: the training DataLoader, or None.
+        rank: the DDP rank (default: this process's rank); dropout masks differ between ranks.
     """
-    s = epoch_seed(seed, epoch)
+    s = epoch_seed(seed, epoch, ddp.get_rank() if rank is None else rank)
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
-    if loader is not None:
-        gen = getattr(loader, "generator", None)
-        if isinstance(gen, torch.Generator):
-            gen.manual_seed(s ^ 0x5EED)
-        samplers = [getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)]
-        for smp in samplers:
-            if smp is None:
-                continue
-            if hasattr(smp, "set_epoch"):
-                smp.set_epoch(epoch)
-            g = getattr(smp, "generator", None)
-            if isinstance(g, torch.Generator):
-                g.manual_seed(s ^ 0xA11CE)
+    if loader is None:
+        return s
+    gen = getattr(loader, "generator", None)
+    if isinstance(gen, torch.Generator):
+        gen.manual_seed(s ^ 0x5EED)
+    samplers = [getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)]
+    for smp in samplers:
+        if smp is None:
+            continue
+        if hasattr(smp, "set_epoch"):
+            smp.set_epoch(epoch)
+        g = getattr(smp, "generator", None)
+        if isinstance(g, torch.Generator):
+            g.manual_seed(s ^ 0xA11CE)
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
     return s
 
 
@@ -393,6 +411,7 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.remove_temp_files()
             if self.config_to_save is not None:
                 save_run_config(self.run_dir, self.config_to_save)
         torch.manual_seed(self.seed)
@@ -426,6 +445,13 @@ class Trainer:
         cap = cfg.max_steps_per_epoch
         self.steps_per_epoch = min(n_batches, cap) if cap else n_batches
 
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temp files that interrupted atomic checkpoint writes left in ``checkpoints/``."""
+        stale = [p for name in ("last.pt", "best.pt") for p in self.ckpt_dir.glob(f".{name}.*.tmp")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
     def resume(self, requested: bool = True) -> None:
         """Continue from ``last.pt`` when ``requested`` and it exists (model, optimizer, RNG, history); else start
         from epoch 1 (a stale ``metrics.jsonl`` is removed)."""
@@ -458,7 +484,20 @@ class Trainer:
         self.start_epoch, self.global_step = int(ckpt["epoch"]), int(ckpt.get("global_step", 0))
         if self.main:  # metrics.jsonl = the checkpoint's history (drops lines of epochs after the last checkpoint)
             atomic_write_text(self.metrics_path, "".join(to_json(h, indent=None) + "\n" for h in self.history))
+            self._repair_best()
             print(f"resumed from {self.last_path} after epoch {self.start_epoch}/{self.cfg.epochs}", flush=True)
+
+    def _repair_best(self) -> None:
+        """Rewrite ``best.pt`` when a kill between the writes of ``last.pt`` and ``best.pt`` left it behind (the best
+        epoch is then the checkpoint's epoch, whose weights were just loaded)."""
+        if not self.best or self.best_epoch != self.start_epoch:
+            return
+        try:
+            behind = int(load_checkpoint(self.best_path).get("epoch", 0)) != self.best_epoch
+        except CheckpointError:
+            behind = True
+        if behind:
+            self.save_best(self.best)
 
     # --- one epoch
     def train_epoch(self, epoch: int) -> tuple[dict[str, Any], float]:
@@ -564,10 +603,10 @@ class Trainer:
             self.best, self.best_epoch = dict(record), epoch + 1
         if self.main:
             append_jsonl(self.metrics_path, record)
+            if improved or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                self.save_checkpoint(epoch + 1)  # last before best: best.pt is never ahead of last.pt
             if improved:
                 self.save_best(record)
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                self.save_checkpoint(epoch + 1)
             self.write_summary("running" if epoch + 1 < cfg.epochs else "completed")
             tqdm.write(_epoch_line(record, cfg.epochs, self.extra_eval_loaders, self.best, self.best_epoch))
         ddp.barrier()
@@ -634,7 +673,26 @@ class Trainer:
 
     # --- the whole run
     def run(self, resume: bool = False) -> FitResult:
-        """Set up, resume if asked, train the remaining epochs; returns the :class:`FitResult`."""
+        """Set up, resume if asked, train the remaining epochs; returns the :class:`FitResult`.
+
+        An exception (a non-finite loss, a damaged checkpoint, an interrupt, ...) is re-raised after
+        ``summary.json`` says ``"status": "failed: <reason>"``.
+        """
+        try:
+            return self._run(resume)
+        except (Exception, KeyboardInterrupt) as e:
+            self._write_failed(e)
+            raise
+
+    def _write_failed(self, e: BaseException) -> None:
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        if self.main and self.run_dir.is_dir():
+            try:
+                self.write_summary(f"failed: {type(e).__name__}" + (f": {first}" if first else ""))
+            except OSError:  # a full or read-only disk must not hide the original error
+                pass
+
+    def _run(self, resume: bool) -> FitResult:
         self.setup()
         self.resume(resume)
         epochs = self.cfg.epochs
