@@ -57,7 +57,7 @@ def _fraction(name: str, value: Any) -> None:
 class DataConfig:
     """Which data, at which size."""
 
-    dataset: str = "synthfer"  # one of DATASETS
+    dataset: str = "synthfer"  # a name registered in orsalib.registry.DATASETS (adapters: orsalib/data/sources.py)
     data_root: str = ""  # "" = the embedded default (SynthFER is generated under outputs/cache/synthfer)
     image_size: int = 224  # model input side (paper: 224)
     num_classes: int = 7  # 7 basic expressions; 8 adds contempt (AffectNet-8, Occlu-FER)
@@ -99,7 +99,7 @@ class DataConfig:
 class PriorConfig:
     """Where the landmark (sparse) and parsing (dense) priors come from."""
 
-    source: str = "oracle"  # one of PRIOR_SOURCES; paper: "mobilefacenet+segface" (both frozen nets)
+    source: str = "oracle"  # a name in orsalib.registry.PRIOR_SOURCES; paper: "mobilefacenet+segface" (both nets)
     landmark_weights: str = ""  # MobileFaceNet-68 checkpoint {'state_dict': ...}; "" = data/weights/...
     parser_weights: str = ""  # SegFace LaPa Swin-B checkpoint (model_299.pt, 'state_dict_backbone')
     mode: str = "cached"  # "cached": computed once in eval mode; "released": recomputed every step in train mode

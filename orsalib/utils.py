@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,17 +47,55 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-# ----------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder + rename (never a half file)."""
+# ----------------------------------------------------------------------------- file modes and atomic writes
+def _umask() -> int:
+    """The process umask (read from /proc on Linux, where reading it does not change it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: ``0o666`` less the umask (every file the workbook writes)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder: ``0o777`` less the umask."""
+    return 0o777 & ~_umask()
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A new folder in ``parent`` to be renamed into place later, with the mode of a normal ``mkdir``
+    (``tempfile.mkdtemp`` alone gives 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same folder + rename (never a half file).
+
+    The file ends with the mode a plain ``open(path, "wb")`` would give (``tempfile.mkstemp`` alone gives 0600).
+    ``fsync=False`` skips the flush to disk (many small files whose completeness another file marks).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -91,6 +130,28 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, to_json(obj) + "\n")
+
+
+_UNSAFE_ADVICE = re.compile(
+    r"weights_only|trust|arbitrary code|safe_globals|add_safe_globals|allowlist|documentation of torch\.load|"
+    r"pytorch\.org|two options|recommended steps",
+    re.IGNORECASE,
+)
+
+
+def load_error_text(e: BaseException, limit: int = 300) -> str:
+    """``"<type>: <message>"`` of a ``torch.load(weights_only=True)`` failure without torch's advice to load the
+    file unrestricted or to allow-list its globals (advice the workbook never takes): what stays is the reason,
+    e.g. which global the file wanted. Other errors pass through (cut to ``limit`` characters)."""
+    sentences = [t.strip() for line in str(e).splitlines() for t in re.split(r"(?<=[.!?])\s+", line) if t.strip()]
+    kept = [t for t in sentences if not _UNSAFE_ADVICE.search(t) and not re.match(r"^\(?\d\)", t)]
+    kept = [re.sub(r"^WeightsUnpickler error:\s*", "", t) for t in kept]
+    text = " ".join(kept) or "no detail"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    refused = len(kept) < len(sentences)
+    note = " (the file holds objects other than tensors and plain containers; it was not read)" if refused else ""
+    return f"{type(e).__name__}: {text}{note}"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -180,6 +180,7 @@ def test_corrupted_shard_is_recomputed(manifest, tmp_path):
     src = FakeSource()
     store = cache.ensure(manifest, {"batch_size": 4}, SIZE, progress=False, source=src)
     assert store.stats["recomputed_shards"] == 1 and store.stats["computed"] == 8 and src.calls > 0
+    assert store.stats["repaired"] == 1 and store.stats["repaired_shards"][0]["shard"] == shard.name
     _equal(_all(store), clean)
 
 

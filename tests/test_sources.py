@@ -356,7 +356,7 @@ def test_overlap_detection(tmp_path):
 def test_check_cache_reuses_results(tmp_path):
     root = make_imagefolder(tmp_path / "ds", NAMED_7, n=1)
     m = S.build_source("imagefolder", root)
-    cache = tmp_path / "checks.pkl"
+    cache = tmp_path / "checks.json"
     _, r1 = S.validate_manifest(m, cache_file=cache)
     assert cache.is_file()
     p = Path(m["path"].iloc[0])

@@ -1,6 +1,7 @@
 """Loaders of the transfer experiments: CIFAR-10 batches and folders, digits stand-in, hyperspectral .mat files."""
 
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -47,6 +48,34 @@ def test_cifar_batches_bad_file_names_it(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"not a pickle")
     with pytest.raises(T.TransferDataError, match="data_batch_2"):
         T.load_cifar10_batches(tmp_path)
+
+
+def _py2_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch as the official files are written (python 2 cPickle, protocol 2: str keys, numpy.core names)."""
+    n, raw = data.shape[0], data.tobytes()
+
+    def s(b: bytes) -> bytes:  # SHORT_BINSTRING, a python 2 str
+        return b"U" + bytes([len(b)]) + b
+
+    arr = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
+           + b"(K\x01M" + struct.pack("<H", n) + b"M" + struct.pack("<H", 3072) + b"\x86"
+           + b"cnumpy\ndtype\n" + s(b"u1") + b"K\x00K\x01\x87R"
+           + b"(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+           + b"\x89T" + struct.pack("<I", len(raw)) + raw + b"tb")  # fmt: skip
+    lab = b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
+    return b"\x80\x02}(" + s(b"data") + arr + s(b"labels") + lab + s(b"batch_label") + s(b"batch 1 of 5") + b"u."
+
+
+def test_cifar_python2_batches_load_through_the_restricted_unpickler(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    data = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)
+    for name in ("data_batch_1", "test_batch"):
+        (d / name).write_bytes(_py2_batch(data, [3, 9]))
+    raw = T.load_cifar_pickle(d / "test_batch")
+    assert raw[b"labels"] == [3, 9] and raw[b"batch_label"] == b"batch 1 of 5"
+    xtr, ytr, xte, yte, names = T.load_cifar10_batches(tmp_path)
+    assert np.array_equal(xte, data.reshape(2, 3, 32, 32).transpose(0, 2, 3, 1)) and list(ytr) == [3, 9]
 
 
 def test_image_folders_counts_and_resize(tmp_path):

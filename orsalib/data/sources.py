@@ -10,7 +10,10 @@ their metadata are in the "registered adapters" section): adding a dataset is on
 :func:`load_manifest` runs the adapter of ``DataConfig.dataset`` and validates the result with
 :func:`validate_manifest` (missing/zero-byte/unreadable files, unknown labels, empty classes, duplicated paths,
 train/evaluation overlap by content hash). By default every problem is collected and ONE :class:`DatasetError`
-lists the first 20 of them; with ``on_bad="skip"`` the bad rows are dropped and counted in the report.
+lists the first 20 of them; with ``on_bad="skip"`` the bad rows are dropped and listed in the report
+(``manifest.attrs["validation"]``; :func:`validation_summary` is its one line for stdout and
+:func:`write_validation_report` writes it as ``validation.json`` into a run folder), together with the images
+whose content appears in two splits. Malformed label files (CSV, list files) raise at once, naming file and line.
 """
 
 from __future__ import annotations
@@ -18,11 +21,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import io
+import json
 import os
-import pickle
 import re
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ SPLIT_ALIASES: dict[str, str] = {
     "privatetest": "test",
 }
 MAX_LISTED_PROBLEMS: int = 20
+MAX_REPORTED_SKIPPED: int = 1000  # skipped files listed (with reasons) in the validation report; all are counted
 # Image modes that decode fine but are converted to RGB on load (counted in the report).
 _GRAY_MODES = {"L", "LA", "1", "P;L"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
@@ -223,8 +226,12 @@ def load_rafdb(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) < 2 or not parts[1].lstrip("-").isdigit():
-            raise DatasetError(f"rafdb: {label_file} line {lineno}: {line!r}; expected '<name>.jpg <label 1..7>'")
+        if len(parts) != 2 or not parts[1].isdigit():
+            what = f"{len(parts)} token(s)" if len(parts) != 2 else f"label {parts[1]!r} is not an integer"
+            raise DatasetError(
+                f"rafdb: {label_file} line {lineno}: {line.strip()!r} ({what}); expected exactly two tokens "
+                "'<name>.jpg <label 1..7>'"
+            )
         name, lab = parts[0], parts[1]
         stem = Path(name).stem
         path = image_dir / f"{stem}_aligned.jpg"
@@ -234,6 +241,12 @@ def load_rafdb(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
         if split is None:
             raise DatasetError(f"rafdb: {label_file} line {lineno}: name {name!r} starts with neither train_ nor test_")
         label, lname = _resolve_label(lab, L.RAFDB_LABELS, label_map)
+        if label < 0:
+            ids = ", ".join(f"{k} {v}" for k, v in sorted(L.RAFDB_LABELS.items()))
+            raise DatasetError(
+                f"rafdb: {label_file} line {lineno}: {line.strip()!r}: label {lab} is not one of 1..7 ({ids})"
+                + ("" if label_map else "; other numberings need data.label_map")
+            )
         rows.append({"path": str(path), "label": label, "label_name": lname, "split": split})
     if not rows:
         raise DatasetError(f"rafdb: {label_file} lists no images")
@@ -266,13 +279,22 @@ def load_affectnet(root: str | Path, label_map: dict | None = None) -> tuple[pd.
     ignored = 0
     for split, p in lists.items():
         try:
-            df = pd.read_csv(p, usecols=["subDirectory_filePath", "expression"])
+            df = pd.read_csv(p, usecols=["subDirectory_filePath", "expression"], dtype=str, keep_default_na=False)
         except ValueError as e:
             raise DatasetError(f"affectnet: {p} lacks the columns subDirectory_filePath and expression ({e})") from None
-        expr = pd.to_numeric(df["expression"], errors="coerce")
-        if expr.isna().any():
-            bad = int(expr.isna().idxmax()) + 2
-            raise DatasetError(f"affectnet: {p} line {bad}: expression is not an integer 0..10")
+        text = df["expression"].str.strip()
+        expr = pd.to_numeric(text.where(text.str.isdigit()), errors="coerce")
+        bad = expr.isna() | (expr > 10)
+        if bad.any():
+            k = int(np.argmax(bad.to_numpy()))
+            raise DatasetError(
+                f"affectnet: {p} line {k + 2}: expression {df['expression'].iloc[k]!r} is not an integer 0..10 "
+                "(0..7 = " + ", ".join(L.AFFECTNET_LABELS.values()) + "; 8..10 none/uncertain/no-face, ignored)"
+            )
+        no_path = df["subDirectory_filePath"].str.strip() == ""
+        if no_path.any():
+            k = int(np.argmax(no_path.to_numpy()))
+            raise DatasetError(f"affectnet: {p} line {k + 2}: subDirectory_filePath is empty; expected the image path")
         keep = expr < 8
         ignored += int((~keep).sum())
         for rel, e in zip(df["subDirectory_filePath"][keep], expr[keep].astype(int)):
@@ -287,20 +309,42 @@ def _file_key(p: Path) -> str:
     return hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
+def _pixels_of(text: str, src: Path, line: int) -> np.ndarray:
+    """One ``pixels`` cell -> (2304,) uint8; a DatasetError naming file, line and the bad value otherwise."""
+    tokens = str(text).split()
+    try:
+        arr = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        bad = next((k, t) for k, t in enumerate(tokens) if not t.lstrip("+-").isdigit())
+        raise DatasetError(
+            f"fer2013: {src} line {line}: pixel value {bad[1]!r} (value {bad[0] + 1}) is not an integer; "
+            "expected 2304 space-separated integers 0..255"
+        ) from None
+    if arr.size != 48 * 48:
+        raise DatasetError(
+            f"fer2013: {src} line {line}: expected 2304 pixel values 0..255 (48x48), got {arr.size} values"
+        )
+    out = (arr < 0) | (arr > 255)
+    if out.any():
+        k = int(np.argmax(out))
+        raise DatasetError(
+            f"fer2013: {src} line {line}: pixel value {int(arr[k])} (value {k + 1} of 2304) is outside 0..255"
+            + (f"; {int(out.sum())} values are" if out.sum() > 1 else "")
+        )
+    return arr.astype(np.uint8)
+
+
 def _decode_pixel_rows(pixels: pd.Series, names: list[str], src: Path, out_dir: Path, lines: list[int]) -> None:
     """Write each 48x48 ``pixels`` string as ``out_dir/<name>`` (PNG) through a temp folder + rename."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    from ..utils import make_temp_dir
+
+    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.")
     try:
         for pix, name, ln in zip(pixels, names, lines):
-            try:
-                arr = np.array(str(pix).split(), dtype=np.int64)
-            except ValueError:
-                raise DatasetError(f"{src} line {ln}: pixels are not integers") from None
-            if arr.size != 48 * 48 or arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
-                raise DatasetError(f"{src} line {ln}: expected 2304 pixel values 0..255 (48x48), got {arr.size}")
+            arr = _pixels_of(pix, src, ln)
             dst = tmp / name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr.reshape(48, 48).astype(np.uint8)).save(dst)  # (2304,) -> (48, 48)
+            Image.fromarray(arr.reshape(48, 48)).save(dst)  # (2304,) -> (48, 48)
         if out_dir.exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -310,18 +354,29 @@ def _decode_pixel_rows(pixels: pd.Series, names: list[str], src: Path, out_dir: 
         raise
 
 
-def _fer2013_csv_images(csv_path: Path, cache_dir: Path | None, rows_wanted: np.ndarray | None = None) -> pd.DataFrame:
-    """Decode fer2013.csv once into PNGs; returns ``row, path, emotion, Usage`` for the wanted rows."""
-    from ..paths import CACHE_DIR
-
+def _read_fer2013_csv(csv_path: Path) -> pd.DataFrame:
+    """``fer2013.csv`` as strings, with a ``row`` (0-based) and a ``line`` (1-based file line) column."""
     try:
-        df = pd.read_csv(csv_path)
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skip_blank_lines=False)
     except Exception as e:  # noqa: BLE001 - the user's file
         raise DatasetError(f"fer2013: cannot read {csv_path} as CSV ({e})") from None
     missing = {"emotion", "pixels", "Usage"} - set(df.columns)
     if missing:
         raise DatasetError(f"fer2013: {csv_path} lacks columns {sorted(missing)}; expected emotion, pixels, Usage")
+    df["line"] = np.arange(len(df)) + 2  # line 1 is the header (blank lines are kept until numbered)
+    cells = [c for c in df.columns if c != "line"]
+    df = df[(df[cells] != "").any(axis=1)].reset_index(drop=True)
     df["row"] = np.arange(len(df))
+    return df
+
+
+def _fer2013_csv_images(
+    csv_path: Path, cache_dir: Path | None, rows_wanted: np.ndarray | None = None, df: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Decode fer2013.csv once into PNGs; returns ``row, line, path, emotion, Usage`` for the wanted rows."""
+    from ..paths import CACHE_DIR
+
+    df = _read_fer2013_csv(csv_path) if df is None else df
     if rows_wanted is not None:
         df = df.iloc[rows_wanted]
     out_dir = Path(cache_dir or CACHE_DIR / "fer2013_png") / f"{csv_path.stem}-{_file_key(csv_path)}"
@@ -332,35 +387,59 @@ def _fer2013_csv_images(csv_path: Path, cache_dir: Path | None, rows_wanted: np.
     names = [f"{int(r):05d}.png" for r in df["row"]]
     if not out_dir.exists():
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        _decode_pixel_rows(df["pixels"], names, csv_path, out_dir, [int(r) + 2 for r in df["row"]])
+        _decode_pixel_rows(df["pixels"], names, csv_path, out_dir, [int(ln) for ln in df["line"]])
     df = df.drop(columns=["pixels"]).copy()
     df["path"] = [str(out_dir / n) for n in names]
     return df
 
 
-def _usage_split(usage: str, src: Path) -> str:
+def _usage_split(usage: str, src: Path, line: int | None = None) -> str:
     key = str(usage).strip().lower()
     if key not in SPLIT_ALIASES:
-        raise DatasetError(f"{src}: Usage {usage!r} is not one of Training, PublicTest, PrivateTest")
+        where = f"{src} line {line}" if line is not None else str(src)
+        raise DatasetError(f"{where}: Usage {usage!r} is not one of Training, PublicTest, PrivateTest")
     return SPLIT_ALIASES[key]
+
+
+def _fer2013_labels(df: pd.DataFrame, csv_path: Path, label_map: dict | None) -> list[tuple[int, str, str]]:
+    """(label id, label name, split) of each row; a DatasetError naming file, line and value for a bad cell."""
+    allowed = "an integer 0..6 (" + ", ".join(f"{k} {v}" for k, v in sorted(L.FER2013_LABELS.items())) + ")"
+    out = []
+    for emo, usage, line in zip(df["emotion"], df["Usage"], df["line"]):
+        text = str(emo).strip()
+        if not text.isdigit():
+            raise DatasetError(
+                f"fer2013: {csv_path} line {line}: emotion {emo!r} is not an integer; expected {allowed}"
+            )
+        label, name = _resolve_label(int(text), L.FER2013_LABELS, label_map)
+        if label < 0:
+            raise DatasetError(
+                f"fer2013: {csv_path} line {line}: emotion {text} is not {allowed}"
+                + ("" if label_map else "; other numberings need data.label_map")
+            )
+        out.append((label, name, _usage_split(usage, csv_path, int(line))))
+    return out
 
 
 def load_fer2013(root: str | Path, label_map: dict | None = None, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """FER2013: the original ``fer2013.csv`` (decoded to PNG once, under ``cache_dir``) or class folders.
 
     CSV: ``emotion`` (0..6 = anger, disgust, fear, happiness, sadness, surprise, neutral), ``pixels`` (2304
-    space-separated values), ``Usage`` (Training -> train, PublicTest -> valid, PrivateTest -> test).
+    space-separated values 0..255), ``Usage`` (Training -> train, PublicTest -> valid, PrivateTest -> test). A bad
+    cell raises a :class:`DatasetError` naming the file, the line and the value.
     Folders: ``train/<class>/``, ``valid/`` or ``test/<class>/`` (names such as ``angry``, or digits 0..6).
     """
     root = Path(root).expanduser().resolve()
     csv_path = root if root.is_file() else _find(_require_dir(root, "fer2013"), ["fer2013.csv", "fer2013/fer2013.csv"])
     if csv_path is None:
         return scan_imagefolder(root, "fer2013", numeric_map=L.FER2013_LABELS, label_map=label_map)
-    df = _fer2013_csv_images(csv_path, Path(cache_dir) if cache_dir else None)
-    rows = []
-    for path, emo, usage in zip(df["path"], df["emotion"], df["Usage"]):
-        label, name = _resolve_label(int(emo), L.FER2013_LABELS, label_map)
-        rows.append({"path": path, "label": label, "label_name": name, "split": _usage_split(usage, csv_path)})
+    raw = _read_fer2013_csv(csv_path)
+    labels = _fer2013_labels(raw, csv_path, label_map)  # checked before any image is decoded
+    df = _fer2013_csv_images(csv_path, Path(cache_dir) if cache_dir else None, df=raw)
+    rows = [
+        {"path": path, "label": label, "label_name": name, "split": split}
+        for path, (label, name, split) in zip(df["path"], labels)
+    ]
     return _frame(rows, "fer2013")
 
 
@@ -387,6 +466,29 @@ def ferplus_majority(votes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return keep, labels
 
 
+def _read_ferplus_votes(new_csv: Path) -> pd.DataFrame:
+    """``fer2013new.csv`` with numeric vote columns and a ``line`` column; a bad cell names file, line, value."""
+    try:
+        votes = pd.read_csv(new_csv, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except Exception as e:  # noqa: BLE001 - the user's file
+        raise DatasetError(f"ferplus: cannot read {new_csv} as CSV ({e})") from None
+    if "Usage" not in votes.columns:
+        raise DatasetError(f"ferplus: {new_csv} lacks the Usage column")
+    votes["line"] = np.arange(len(votes)) + 2
+    votes = votes[(votes.drop(columns="line") != "").any(axis=1)].reset_index(drop=True)
+    for c in [c for c in list(L.FERPLUS_EMOTION_COLUMNS) + list(L.FERPLUS_OTHER_COLUMNS) if c in votes.columns]:
+        num = pd.to_numeric(votes[c].str.strip(), errors="coerce")
+        bad = num.isna() | (num < 0)
+        if bad.any():
+            k = int(np.argmax(bad.to_numpy()))
+            raise DatasetError(
+                f"ferplus: {new_csv} line {votes['line'].iloc[k]}: {c} vote {votes[c].iloc[k]!r} is not a count; "
+                "expected an integer >= 0 in every vote column"
+            )
+        votes[c] = num
+    return votes
+
+
 def load_ferplus(root: str | Path, cache_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
     """FERPlus: ``fer2013new.csv`` majority labels joined with ``fer2013.csv`` pixels (row by row) or images.
 
@@ -397,44 +499,40 @@ def load_ferplus(root: str | Path, cache_dir: str | Path | None = None) -> tuple
     new_csv = _find(root, ["fer2013new.csv", "FERPlus/fer2013new.csv"])
     if new_csv is None:
         raise DatasetError(f"ferplus: no fer2013new.csv in {str(root)!r}; expected the FERPlus label file there")
-    votes = pd.read_csv(new_csv)
-    if "Usage" not in votes.columns:
-        raise DatasetError(f"ferplus: {new_csv} lacks the Usage column")
+    votes = _read_ferplus_votes(new_csv)
     keep, labels = ferplus_majority(votes)
     info = {"ferplus_rows": len(votes), "ferplus_dropped_vote": int((~keep).sum())}
     old_csv = _find(root, ["fer2013.csv", "fer2013/fer2013.csv", "../fer2013.csv", "../fer2013/fer2013.csv"])
     rows: list[dict] = []
     idx = np.flatnonzero(keep)
+    splits = [_usage_split(votes["Usage"].iloc[i], new_csv, int(votes["line"].iloc[i])) for i in idx]
     if old_csv is not None:
-        n_old = sum(1 for _ in open(old_csv, encoding="utf-8")) - 1
-        if n_old != len(votes):
+        old = _read_fer2013_csv(old_csv)
+        if len(old) != len(votes):
             raise DatasetError(
-                f"ferplus: {old_csv} has {n_old} rows but {new_csv} has {len(votes)}; they must align row by row"
+                f"ferplus: {old_csv} has {len(old)} rows but {new_csv} has {len(votes)}; they must align row by row"
             )
-        imgs = _fer2013_csv_images(old_csv, Path(cache_dir) if cache_dir else None, rows_wanted=idx)
+        imgs = _fer2013_csv_images(old_csv, Path(cache_dir) if cache_dir else None, rows_wanted=idx, df=old)
         paths = list(imgs["path"])
     else:
         folders = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
         paths = []
-        for i in idx:
-            split = _usage_split(votes["Usage"].iloc[i], new_csv)
-            name = str(votes["Image name"].iloc[i]) if "Image name" in votes.columns else ""
+        for i, split in zip(idx, splits):
+            name = str(votes["Image name"].iloc[i]).strip() if "Image name" in votes.columns else ""
+            if not name or name == "nan":
+                raise DatasetError(
+                    f"ferplus: {new_csv} line {votes['line'].iloc[i]}: no 'Image name' for a labelled row; without "
+                    "fer2013.csv the images are found by that column"
+                )
             base = _find(root, [folders[split], f"data/{folders[split]}"])
             if base is None:
                 raise DatasetError(
                     f"ferplus: neither fer2013.csv nor the image folder {folders[split]}/ is in {str(root)!r}"
                 )
             paths.append(str(base / name))
-    for i, path in zip(idx, paths):
+    for i, path, split in zip(idx, paths, splits):
         lab = int(labels[i])
-        rows.append(
-            {
-                "path": path,
-                "label": lab,
-                "label_name": L.EMOTIONS[lab],
-                "split": _usage_split(votes["Usage"].iloc[i], new_csv),
-            }
-        )
+        rows.append({"path": path, "label": lab, "label_name": L.EMOTIONS[lab], "split": split})
     return _frame(rows, "ferplus"), info
 
 
@@ -520,37 +618,69 @@ def _inspect(path: str) -> dict[str, Any]:
     return info
 
 
+_CHECK_CACHE_VERSION = 1
+_CHECK_FIELDS = ("size", "mtime_ns", "sha1", "mode", "width", "height")
+
+
 def _default_check_cache() -> Path:
     from ..paths import CACHE_DIR
 
-    return CACHE_DIR / "image_checks.pkl"
+    return CACHE_DIR / "image_checks.json"
 
 
-def _load_check_cache(path: Path | None) -> dict:
+def _load_check_cache(path: Path | None) -> dict[str, dict[str, Any]]:
+    """Results of earlier checks of good files, ``{path: info}``, from a JSON file (never unpickled: the outputs
+    folder may be shared). A damaged or foreign file is ignored (and rewritten)."""
     if path is None or not path.is_file():
         return {}
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f)
-        return d if isinstance(d, dict) else {}
-    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d.get("version") != _CHECK_CACHE_VERSION or tuple(d.get("fields", ())) != _CHECK_FIELDS:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for p, vals in d["files"].items():
+            if not isinstance(vals, list) or len(vals) != len(_CHECK_FIELDS):
+                continue
+            info = dict(zip(_CHECK_FIELDS, vals))
+            if not all(isinstance(info[k], t) for k, t in (("size", int), ("mtime_ns", int), ("sha1", str))):
+                continue
+            out[str(p)] = {"error": None, "kind": None, **info}
+        return out
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):  # a damaged cache is rebuilt
         return {}
+
+
+def _save_check_cache(path: Path, cache: dict[str, dict[str, Any]]) -> None:
+    from ..utils import atomic_write_text
+
+    payload = {
+        "version": _CHECK_CACHE_VERSION,
+        "fields": list(_CHECK_FIELDS),
+        "files": {p: [info.get(k) for k in _CHECK_FIELDS] for p, info in cache.items()},
+    }
+    try:
+        atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
+    except OSError:
+        pass  # the cache is an optimisation only
 
 
 def inspect_files(
     paths: list[str], cache_file: str | Path | None = "auto", workers: int | None = None, progress: bool = False
 ) -> list[dict[str, Any]]:
-    """:func:`_inspect` every path, reusing results cached by (path, mtime, size); threads for the decoding."""
+    """:func:`_inspect` every path, reusing results cached by (path, mtime, size); threads for the decoding.
+
+    The cache (``cache_file``; ``"auto"`` = ``outputs/cache/image_checks.json``) is JSON and holds good files only.
+    """
     cache_path = _default_check_cache() if cache_file == "auto" else (Path(cache_file) if cache_file else None)
     cache = _load_check_cache(cache_path)
     out: list[dict | None] = [None] * len(paths)
     todo: list[int] = []
     for i, p in enumerate(paths):
         hit = cache.get(p)
-        if hit is not None and hit.get("kind") is None:
+        if hit is not None:
             try:
                 st = os.stat(p)
-                if st.st_size == hit["size"] and st.st_mtime_ns == hit.get("mtime_ns"):
+                if st.st_size == hit["size"] and st.st_mtime_ns == hit["mtime_ns"]:
                     out[i] = hit
                     continue
             except OSError:
@@ -569,13 +699,10 @@ def inspect_files(
                 out[i] = info
                 if info["kind"] is None:
                     cache[paths[i]] = info
+                else:
+                    cache.pop(paths[i], None)
         if cache_path is not None:
-            from ..utils import atomic_write_bytes
-
-            try:
-                atomic_write_bytes(cache_path, pickle.dumps(cache, protocol=pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                pass  # the cache is an optimisation only
+            _save_check_cache(cache_path, cache)
     return out  # type: ignore[return-value]
 
 
@@ -622,12 +749,18 @@ def validate_manifest(
             train/test duplicates, and dropping them would change the benchmark), ``"raise"`` or ``"skip"``
             (treated like the other problems).
         require_all_classes: an empty training class is a problem (``raise``) / a warning (``skip``).
-        cache_file: pickle of per-file check results keyed by (path, mtime, size); ``"auto"`` = under
-            ``outputs/cache/``, ``None`` = no cache.
+        cache_file: JSON file of per-file check results keyed by (path, mtime, size); ``"auto"`` =
+            ``outputs/cache/image_checks.json``, ``None`` = no cache.
         progress: show a progress bar while decoding.
 
     Returns:
-        (manifest with a ``sha1`` column and index 0..N-1, report dict).
+        (manifest with a ``sha1`` column and index 0..N-1, report dict), the report also in the manifest's
+        ``attrs["validation"]``: ``split_counts``, ``class_counts`` (split -> class -> images), ``skipped`` (the
+        dropped files with split, kind and reason, the first 1000; ``skipped_total``, ``skipped_by_kind``),
+        ``cross_split_duplicates`` (contents found in two or more splits; ``cross_split_pairs`` such as
+        ``{"train~valid": 3}``, ``cross_split_examples``), ``converted_to_rgb``, ``warnings``.
+        :func:`validation_summary` makes it one line,
+        :func:`write_validation_report` writes it.
     """
     if on_bad not in ("raise", "skip"):
         raise ValueError(f"on_bad={on_bad!r} is not allowed; choose 'raise' or 'skip'")
@@ -774,10 +907,93 @@ def validate_manifest(
     if problems and on_bad == "raise":
         raise DatasetError(_format_problems(problems, n_in))
     kept = kept.reset_index(drop=True)
-    report.update(rows_out=len(kept), dropped=n_in - len(kept), class_counts=counts)
+    skipped = [{k: p[k] for k in ("path", "split", "kind", "detail")} for p in problems if p["row"] >= 0]
+    report.update(
+        rows_out=len(kept),
+        dropped=n_in - len(kept),
+        split_counts={str(s): int(n) for s, n in kept["split"].value_counts().sort_index().items()},
+        class_counts=counts,
+        skipped=skipped[:MAX_REPORTED_SKIPPED],  # pandas copies attrs with every frame: the list is capped
+        skipped_total=len(skipped),
+        skipped_by_kind=dict(Counter(p["kind"] for p in skipped)),
+        **_cross_split_duplicates(kept),
+    )
     kept.attrs = dict(manifest.attrs)
     kept.attrs["validation"] = report
     return kept, report
+
+
+def _cross_split_duplicates(m: pd.DataFrame, examples: int = 20) -> dict[str, Any]:
+    """Images with the same content (sha1) in two or more splits of ``m``: count, count per split pair, examples."""
+    has = m[m["sha1"].notna()] if "sha1" in m.columns else m.iloc[:0]
+    if has.empty:
+        return {"cross_split_duplicates": 0, "cross_split_pairs": {}, "cross_split_examples": []}
+    n_splits = has.groupby("sha1")["split"].nunique()
+    shared = n_splits[n_splits > 1].index
+    groups = has[has["sha1"].isin(shared)].groupby("sha1", sort=False)
+    pairs: Counter = Counter()
+    ex: list[dict[str, Any]] = []
+    for sha, g in groups:
+        splits = sorted(g["split"].astype(str).unique())
+        for a_i, a in enumerate(splits):
+            for b in splits[a_i + 1 :]:
+                pairs[f"{a}~{b}"] += 1
+        if len(ex) < examples:
+            paths = {s: sorted(g.loc[g["split"] == s, "path"].astype(str)) for s in splits}
+            ex.append({"sha1": str(sha), "paths": paths})
+    return {"cross_split_duplicates": len(shared), "cross_split_pairs": dict(sorted(pairs.items())),
+            "cross_split_examples": ex}  # fmt: skip
+
+
+def validation_summary(report: dict[str, Any]) -> str:
+    """One line for stdout: images per split, files skipped (by reason), images shared across splits, warnings."""
+    splits = report.get("split_counts") or {s: sum(c.values()) for s, c in report.get("class_counts", {}).items()}
+    name = report.get("dataset", "data")
+    line = f"{name}: {sum(splits.values())} images (" + ", ".join(f"{s} {n}" for s, n in splits.items()) + ")"
+    line += f", {report.get('num_classes', '?')} classes"
+    skipped = report.get("skipped_by_kind") or {}
+    if skipped:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+        line += f"; skipped {sum(skipped.values())} file(s) ({kinds})"
+    dup = report.get("cross_split_duplicates", 0)
+    if dup:
+        pairs = ", ".join(f"{k} {v}" for k, v in report.get("cross_split_pairs", {}).items())
+        line += f"; {dup} image(s) with the same content in two splits ({pairs})"
+    if report.get("converted_to_rgb"):
+        line += f"; {sum(report['converted_to_rgb'].values())} converted to RGB on load"
+    other = [w for w in report.get("warnings", []) if "same content" not in w]
+    if other:
+        line += f"; {len(other)} warning(s): " + "; ".join(other[:3])
+    return line
+
+
+def write_validation_report(manifest: pd.DataFrame | dict[str, Any], folder: str | Path,
+                            name: str = "validation.json") -> Path:  # fmt: skip
+    """Write the validation report of ``manifest`` (``attrs["validation"]``, or a report dict) as
+    ``<folder>/validation.json``: counts per split and class, skipped files with their reasons, images with the same
+    content in two splits, images converted to RGB, warnings.
+
+    A manifest loaded without validation gets a report of its counts only (``"validated": false``).
+    """
+    from ..utils import atomic_write_json
+
+    if isinstance(manifest, dict):
+        report = dict(manifest)
+    elif manifest.attrs.get("validation") is not None:
+        report = dict(manifest.attrs["validation"])
+    else:
+        counts = {
+            str(s): {str(n): int(c) for n, c in g["label_name"].value_counts().sort_index().items()}
+            for s, g in manifest.groupby("split", sort=True)
+        }
+        report = {"validated": False, "rows_out": len(manifest), "class_counts": counts,
+                  "split_counts": {s: sum(c.values()) for s, c in counts.items()}}  # fmt: skip
+    if not isinstance(manifest, dict):
+        for key in ("dataset", "data_root"):
+            if key in manifest.attrs:
+                report.setdefault(key, manifest.attrs[key])
+    report.setdefault("validated", True)
+    return atomic_write_json(Path(folder) / name, report)
 
 
 # ============================================================================= registered adapters
@@ -1001,7 +1217,9 @@ def load_manifest(data_cfg: Any, seed: int = 0, validate: bool = True, **validat
     Args:
         data_cfg: an :class:`orsalib.config.DataConfig`.
         seed: SynthFER generation seed.
-        validate: run :func:`validate_manifest` with ``on_bad=data_cfg.on_bad`` (report in ``attrs["validation"]``).
+        validate: run :func:`validate_manifest` with ``on_bad=data_cfg.on_bad``; the report goes to
+            ``attrs["validation"]`` (:func:`validation_summary` gives its line, :func:`write_validation_report`
+            writes it as ``validation.json``).
         **validate_kw: forwarded to :func:`validate_manifest` (``on_overlap``, ``cache_file``, ...).
 
     Raises:
@@ -1010,7 +1228,8 @@ def load_manifest(data_cfg: Any, seed: int = 0, validate: bool = True, **validat
     m = _run_adapter(data_cfg.dataset, data_cfg, seed=seed)
     if validate:
         validate_kw.setdefault("num_classes", data_cfg.num_classes)
-        m, _ = validate_manifest(m, on_bad=data_cfg.on_bad, **validate_kw)
+        m, report = validate_manifest(m, on_bad=data_cfg.on_bad, **validate_kw)
+        report.update(dataset=data_cfg.dataset, data_root=str(data_cfg.data_root))
     return m
 
 

@@ -38,7 +38,6 @@ import multiprocessing
 import os
 import shutil
 import struct
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -1567,15 +1566,9 @@ def _png_bytes(arr: np.ndarray) -> bytes:
 
 def _write_fast(path: Path, data: bytes) -> None:
     """Temp file + rename (no fsync per image: the manifest, written last with fsync, marks a complete build)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..utils import atomic_write_bytes
+
+    atomic_write_bytes(path, data, fsync=False)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -1728,7 +1721,7 @@ def build_synthfer(
         if pfile.exists():
             try:
                 old = json.loads(pfile.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON (or not text): rebuilt
                 old = {}
         if not force and old == params and mfile.exists():
             return _load_manifest(root)

@@ -114,16 +114,86 @@ class ImageArrayDataset(Dataset):
         return {"image": x, "label": torch.tensor(self.labels[i]), "index": torch.tensor(i, dtype=torch.int64)}
 
 
-def _unpickle(path: Path) -> dict:
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes (``encode(text, "latin1")``), and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not admitted")
+    return text.encode("latin1")
+
+
+# The globals a CIFAR-10 python batch needs (numpy arrays and bytes), under every name numpy has given them.
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1, np.uint8))[0]
+_FROMBUFFER = np.ndarray.__reduce_ex__(np.zeros(1, np.uint8), 5)[0]
+_SCALAR = np.int64(0).__reduce__()[0]
+_CIFAR_GLOBALS: dict[tuple[str, str], object] = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy.core.multiarray", "scalar"): _SCALAR,  # numeric scalars (labels saved as numpy ints)
+    ("numpy._core.multiarray", "scalar"): _SCALAR,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+_PLAIN = (bytes, str, int, float, bool, type(None), np.number, np.bool_)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits numpy arrays (and numeric scalars), lists, dicts, bytes and str, and refuses every
+    other global."""
+
+    def find_class(self, module: str, name: str) -> object:
+        hit = _CIFAR_GLOBALS.get((module, name))
+        if hit is None:
+            raise pickle.UnpicklingError(
+                f"refused global {module}.{name}: a CIFAR-10 batch holds only numpy arrays, lists, dicts, bytes and str"
+            )
+        return hit
+
+
+def _check_plain(obj: object, depth: int = 0) -> None:
+    """Raise unless ``obj`` is made of dicts, lists, tuples, plain scalars, bytes, str and non-object arrays."""
+    if depth > 8:
+        raise pickle.UnpicklingError("nested deeper than a CIFAR-10 batch")
+    if isinstance(obj, (np.ndarray, np.generic)):
+        if obj.dtype.hasobject:
+            raise pickle.UnpicklingError("an array of python objects; a CIFAR-10 batch holds numeric arrays")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, depth + 1)
+            _check_plain(v, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        if any(not isinstance(v, _PLAIN) for v in obj):
+            for v in obj:
+                _check_plain(v, depth + 1)
+    elif not isinstance(obj, _PLAIN):
+        raise pickle.UnpicklingError(f"a {type(obj).__name__}; a CIFAR-10 batch holds arrays, lists, dicts, bytes")
+
+
+def load_cifar_pickle(path: str | Path) -> dict:
+    """Read one pickled CIFAR-10 python batch (``data_batch_*``, ``test_batch``, ``batches.meta``).
+
+    The one place the workbook unpickles (the format of these files): a restricted ``pickle.load`` that builds
+    numpy arrays, lists, dicts, bytes and str and refuses any other global, so a crafted file cannot run code.
+
+    Raises:
+        TransferDataError: unreadable, not a dict, or a refused global (the message names the file and the global).
+    """
+    path = Path(path)
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+        _check_plain(d)
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise TransferDataError(f"{path}: not a readable CIFAR-10 python batch (pickled dict): {e}") from e
+    if not isinstance(d, dict):
+        raise TransferDataError(f"{path}: not a CIFAR-10 python batch: holds a {type(d).__name__}, expected a dict")
+    return d
 
 
 def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    d = _unpickle(path)
+    d = load_cifar_pickle(path)
     data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
     labels = d.get(b"labels", d.get("labels")) if isinstance(d, dict) else None
     if data is None or labels is None:
@@ -161,7 +231,7 @@ def load_cifar10_batches(root: str | Path) -> tuple[np.ndarray, np.ndarray, np.n
     names = list(CIFAR10_CLASSES)
     meta = folder / "batches.meta"
     if meta.is_file():
-        m = _unpickle(meta)
+        m = load_cifar_pickle(meta)
         raw = m.get(b"label_names", m.get("label_names")) if isinstance(m, dict) else None
         if raw:
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw]

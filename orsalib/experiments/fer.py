@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torch import nn
 from ..config import PriorConfig, RunConfig
 from ..data.labels import emotions
 from ..data.loaders import build_loaders
-from ..data.sources import load_manifest
+from ..data.sources import load_manifest, validation_summary
 from ..engine import ddp
 from ..engine.trainer import FitResult, fit
 from ..losses import build_criterion
@@ -51,12 +51,16 @@ class FERData:
         prior_store: the prior cache's store (``store.get(i, flipped)``), or None (prior source ``none`` or the
             released in-model priors).
         class_names: canonical emotion names of the classes, in label order.
+        validation: the data validation report (``manifest.attrs["validation"]``: counts per split and class,
+            skipped files with reasons, images shared across splits); save it into the run folder with
+            :func:`orsalib.data.sources.write_validation_report`.
     """
 
     manifest: pd.DataFrame
     loaders: dict[str, Any]
     prior_store: Any
     class_names: list[str]
+    validation: dict[str, Any] = field(default_factory=dict)
 
 
 def _rank0_first(fn: Callable[[], Any]) -> Any:
@@ -78,6 +82,9 @@ def prepare_fer_data(cfg: RunConfig, distributed: bool = False) -> FERData:
     study sees the same images. With ``prior.mode="released"`` no cache is built: the model recomputes its priors.
     """
     manifest = _rank0_first(lambda: load_manifest(cfg.data, seed=0))
+    validation = dict(manifest.attrs.get("validation") or {})
+    if validation and ddp.is_main_process():
+        print(f"data {validation_summary(validation)}", flush=True)
     store = None
     if cfg.prior.source != "none" and cfg.prior.mode == "cached":
         dev = resolve_device(cfg.device)
@@ -86,8 +93,9 @@ def prepare_fer_data(cfg: RunConfig, distributed: bool = False) -> FERData:
         manifest, cfg.data, cfg.train.batch_size, seed=cfg.seed, prior_store=store, distributed=distributed
     )
     return FERData(
-        manifest=manifest, loaders=loaders, prior_store=store, class_names=list(emotions(cfg.data.num_classes))
-    )
+        manifest=manifest, loaders=loaders, prior_store=store, class_names=list(emotions(cfg.data.num_classes)),
+        validation=validation,
+    )  # fmt: skip
 
 
 def _orsanet_options(cfg: RunConfig) -> dict[str, Any]:

@@ -26,13 +26,10 @@ Cached (default, ``prior.mode="cached"``) vs released (``prior.mode="released"``
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,10 +41,10 @@ import pandas as pd
 from PIL import Image
 
 from ..paths import CACHE_DIR
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, make_temp_dir
 from .sources import PriorSource, get_prior_source
 
-__all__ = ["CACHE_VERSION", "PriorCache", "PriorStore", "cli_main", "image_sha1"]
+__all__ = ["CACHE_VERSION", "PriorCache", "PriorStore", "image_sha1"]
 
 CACHE_VERSION = 1
 _FEATURE_KEYS = ("landmark_features", "parser_features")
@@ -195,31 +192,49 @@ class PriorCache:
         return self.root / f"{source.name}-{source.weights_id or 'none'}" / str(int(image_size))
 
     # -------------------------------------------------------------- shards
-    def _shard_ok(self, d: Path, keys: tuple[str, ...], flip: bool) -> list[str] | None:
-        """Sample keys of a valid shard, or None (missing/corrupt/stale)."""
+    def _check_shard(self, d: Path, keys: tuple[str, ...], flip: bool) -> tuple[list[str] | None, str | None]:
+        """(sample keys, None) of a valid shard; (None, None) for a shard of other settings (stale); (None, reason)
+        for a damaged one (unreadable meta.json, a missing/truncated/altered array, a header that is not the
+        recorded dtype and shape)."""
         try:
             meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            return None, f"meta.json unreadable ({type(e).__name__})"
         if meta.get("version") != CACHE_VERSION or tuple(meta.get("prior_keys", ())) != keys:
-            return None
+            return None, None
         if meta.get("feature_dtype") != self.feature_dtype or (flip and not meta.get("flip")):
-            return None
+            return None, None
         files = meta.get("files", {})
+        samples = meta.get("samples")
+        if not isinstance(files, dict) or not isinstance(samples, list):
+            return None, "meta.json lacks its file list or samples"
         for name in [k + s for k in keys for s in ("", "__flip") if s == "" or meta.get("flip")]:
-            f = d / f"{name}.npy"
-            if f"{name}.npy" not in files or not f.is_file():
-                return None
-            if f.stat().st_size != files[f"{name}.npy"]["bytes"]:
-                return None
-            if self.verify and _file_sha1(f) != files[f"{name}.npy"]["sha1"]:
-                return None
-        return list(meta["samples"])
+            fname = f"{name}.npy"
+            f = d / fname
+            rec = files.get(fname)
+            if not isinstance(rec, dict) or not f.is_file():
+                return None, f"{fname} missing"
+            if f.stat().st_size != rec.get("bytes"):
+                return None, f"{fname} has {f.stat().st_size} bytes, meta.json says {rec.get('bytes')}"
+            try:
+                with open(f, "rb") as fh:
+                    fmt = np.lib.format
+                    read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(fh)  # the header only (a literal; nothing is unpickled)
+            except (OSError, ValueError) as e:
+                return None, f"{fname} is not a .npy array ({e})"
+            if dtype.hasobject or list(shape) != list(rec.get("shape", ())) or shape[:1] != (len(samples),):
+                return None, f"{fname} holds {dtype} {tuple(shape)}, not the recorded {tuple(rec.get('shape', ()))}"
+            if self.verify and _file_sha1(f) != rec.get("sha1"):
+                return None, f"{fname} checksum does not match meta.json"
+        return [str(x) for x in samples], None
 
     def _write_shard(self, shards_dir: Path, samples: list[str], arrays: dict[str, np.ndarray], meta: dict) -> str:
         name = hashlib.sha1("\n".join(samples).encode()).hexdigest()[:20]
         final = shards_dir / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=shards_dir))
+        tmp = make_temp_dir(shards_dir, f".tmp-{name}-")
         try:
             files = {}
             for k, arr in arrays.items():
@@ -291,14 +306,26 @@ class PriorCache:
             for tmp in shards_dir.glob(".tmp-*"):  # left by an interrupted build
                 shutil.rmtree(tmp, ignore_errors=True)
             where: dict[str, tuple[str, int]] = {}
+            repaired: list[dict[str, str]] = []
             for sd in sorted(p for p in shards_dir.iterdir() if p.is_dir()):
-                samples = self._shard_ok(sd, source.keys, flip)
+                samples, damage = self._check_shard(sd, source.keys, flip)
                 if samples is None:
                     shutil.rmtree(sd, ignore_errors=True)
                     stats["recomputed_shards"] += 1
+                    if damage:
+                        repaired.append({"shard": sd.name, "problem": damage})
                     continue
                 for pos, key in enumerate(samples):
                     where.setdefault(key, (sd.name, pos))
+            stats["repaired"] = len(repaired)
+            stats["repaired_shards"] = repaired
+            if repaired:
+                shown = "; ".join(f"{r['shard']}: {r['problem']}" for r in repaired[:5])
+                more = f"; and {len(repaired) - 5} more" if len(repaired) > 5 else ""
+                print(
+                    f"prior cache {shards_dir}: {len(repaired)} damaged shard(s) removed, their priors are recomputed "
+                    f"({shown}{more})"
+                )
             first_row: dict[str, int] = {}
             for i, key in enumerate(sample_keys):
                 if key not in where and key not in first_row:
@@ -347,50 +374,3 @@ class PriorCache:
         stats["model_calls"] = source.calls
         return PriorStore(d, shard_names, slots, source.keys, flip, stats)
 
-
-# ----------------------------------------------------------------------------- CLI
-def cli_main(argv: list[str] | None = None) -> int:
-    """``orsa priors``: build the prior cache of a dataset (see ``orsa priors --help``)."""
-    from ..config import ConfigError, load_profile
-
-    p = argparse.ArgumentParser(prog="orsa priors", description="Compute and cache the frozen priors of a dataset.")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's / embedded SynthFER)")
-    p.add_argument("--source", default=None, help="oracle | mobilefacenet | segface | landmark-parsing | none")
-    p.add_argument("--image-size", type=int, default=None, help="model input side (default: the profile's)")
-    p.add_argument("--landmark-weights", default=None, help="MobileFaceNet-68 checkpoint (default data/weights/...)")
-    p.add_argument("--parser-weights", default=None, help="SegFace LaPa Swin-B checkpoint (default data/weights/...)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--no-flip", action="store_true", help="do not cache the priors of the flipped images")
-    p.add_argument("--cache-dir", default=None, help="cache root (default outputs/cache/priors)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    over: dict[str, Any] = {}
-    for key, val in (
-        ("data.dataset", args.dataset), ("data.data_root", args.data_root), ("data.image_size", args.image_size),
-        ("prior.source", args.source), ("prior.landmark_weights", args.landmark_weights),
-        ("prior.parser_weights", args.parser_weights), ("prior.batch_size", args.batch_size),
-    ):  # fmt: skip
-        if val is not None:
-            over[key] = val
-    if args.no_flip:
-        over["prior.cache_flip"] = False
-    try:
-        cfg = load_profile(args.profile, over, device=args.device)
-        from ..data.sources import load_manifest
-
-        manifest = load_manifest(cfg.data, seed=0)
-        cache = PriorCache(args.cache_dir) if args.cache_dir else PriorCache()
-        store = cache.ensure(manifest, cfg.prior, cfg.data.image_size, cfg.device, progress=not args.quiet)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"orsa priors: error: {e}", file=sys.stderr)
-        return 2
-    s = store.stats
-    print(
-        f"priors {cfg.prior.source} @{cfg.data.image_size}px for {len(store)} rows of {cfg.data.dataset}: "
-        f"{s.get('computed', 0)} computed, {s.get('reused', 0)} reused, {store.nbytes() / 1e6:.1f} MB, "
-        f"{s.get('seconds', 0.0):.1f} s -> {store.path}"
-    )
-    return 0

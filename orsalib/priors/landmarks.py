@@ -26,6 +26,7 @@ from torch import nn
 
 from ..models.mobilefacenet import MobileFaceNet
 from ..paths import DATA_DIR
+from ..utils import load_error_text
 
 __all__ = [
     "DEFAULT_LANDMARK_WEIGHTS",
@@ -126,7 +127,9 @@ def load_weights_file(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling error means the file is not a checkpoint
-        raise WeightsError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from e
+        raise WeightsError(
+            f"{path}: cannot be read as a {what} checkpoint ({load_error_text(e)}); expected {origin}"
+        ) from e
     sd = _pick_state_dict(obj, path, containers)
     sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
     for prefix in submodule_prefixes:
