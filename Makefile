@@ -1,18 +1,20 @@
 # The two commands a newcomer needs:
 #   make reproduce   # whole notebook suite, CPU profile, embedded data -> outputs/$(RUN_NAME)/
 #   make test        # the test suite
-# Overrides: make reproduce PROFILE=smoke RUN_NAME=try1 DATA_ROOT=/path/to/dataset ONLY=10,40
+# Overrides: make reproduce PROFILE=smoke RUN_NAME=try1 DATASET=rafdb DATA_ROOT=/path/to/dataset ONLY=10,40
+#            (DATA_ROOT without DATASET: the dataset is detected from the folder's layout)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= cpu
 RUN_NAME ?= default
+DATASET ?=
 DATA_ROOT ?=
 ONLY ?=
 PYTEST_ARGS ?=
 
-.PHONY: reproduce test install lint clean-outputs lab
+.PHONY: reproduce test install lint clean-outputs lab check bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +28,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
-	$(BIN)/orsa reproduce --profile $(PROFILE) --run-name $(RUN_NAME) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/orsa reproduce --profile $(PROFILE) --run-name $(RUN_NAME) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY))
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check orsalib tests benchmarks
+
+check: $(VENV)/.installed
+	$(BIN)/orsa check --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/run_all.py
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/

@@ -4,6 +4,9 @@
     orsa train --profile cpu --run-name myrun [--resume] [--set train.epochs=3 ...] [--nproc-per-node 2]
     orsa evaluate --run-name myrun
     orsa priors --profile cpu --source oracle
+    orsa check --profile paper --data-root /data/RAF-DB
+    orsa predict --run-name myrun faces/
+    orsa export --run-name myrun --format onnx
     orsa flops orsanet_large orsanet_cpu
     orsa synth --out DIR --size 112 --train-per-class 400
     orsa models
@@ -25,22 +28,24 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .analysis.complexity import complexity_table
+from .analysis.complexity import complexity_row, complexity_table
 from .config import ConfigError, RunConfig, apply_overrides, load_config, load_profile
 from .data.sources import DatasetError, load_manifest
 from .data.synthfer import build_synthfer
 from .engine import ddp
 from .engine.evaluate import predict
 from .engine.trainer import CheckpointError
+from .experiments.check import run_check
+from .experiments.deploy import export_model, predict_images
 from .experiments.fer import prepare_fer_data, train_fer
 from .experiments.runs import find_run, load_trained
-from .models import list_models, model_meta
+from .models import list_models, model_doc, model_meta
 from .models.convert import CheckpointError as ConvertCheckpointError
 from .paths import NOTEBOOKS_DIR, run_dir
 from .priors.cache import PriorCache
 from .priors.landmarks import WeightsError
-from .runbook import NotebookFailed, list_notebooks, notebook_parameters, reproduce
-from .utils import resolve_device
+from .runbook import NotebookFailed, list_notebooks, notebook_parameters, past_minutes, reproduce, resolve_dataset
+from .utils import atomic_write_text, resolve_device
 
 #: errors a user causes: reported as one line, exit 2 (anything else is a bug and keeps its traceback)
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -87,7 +92,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 def resolve_train_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig of ``orsa train`` arguments (profile or config file, then run name / seed / device / --set)."""
     sets = parse_sets(args.set or [])
-    given = (("run_name", args.run_name), ("seed", args.seed), ("device", args.device))
+    given = (
+        ("run_name", args.run_name), ("seed", args.seed), ("device", args.device), ("data.dataset", args.dataset),
+        ("data.data_root", args.data_root),
+    )  # fmt: skip
     top = {k: v for k, v in given if v is not None}
     if args.config:
         return apply_overrides(load_config(args.config), {**top, **sets})
@@ -98,13 +106,19 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR
     if args.list:
+        past = past_minutes(args.profile)
+        dataset = resolve_dataset(args.dataset, args.data_root)
+        print(f"profile {args.profile}" + (f", dataset {dataset}" if dataset else "") + ":")
         for nb in list_notebooks(nb_dir, only=args.only):
-            params = notebook_parameters(nb)
-            print(f"{nb.name:40s} parameters: {', '.join(params)}")
+            est = f"~{past[nb.stem]:.1f} min" if nb.stem in past else "no earlier run"
+            print(f"  {nb.name:36s} {est:>16s}   parameters: {', '.join(notebook_parameters(nb))}")
+        if past:
+            print(f"  (medians of earlier {args.profile} runs under outputs/)")
         return 0
     try:
         reproduce(profile=args.profile, run_name=args.run_name, only=args.only, data_root=args.data_root,
-                  seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir)  # fmt: skip
+                  seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir,
+                  dataset=args.dataset)  # fmt: skip
     except NotebookFailed:
         return 1
     return 0
@@ -147,10 +161,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    src = run_dir(args.run_name, create=False) / args.subdir
-    if not src.parent.is_dir():
-        raise FileNotFoundError(f"no run named {args.run_name!r}: {src.parent} does not exist (see outputs/)")
-    model, cfg = load_trained(find_run(src), which=args.which)
+    model, cfg = load_trained(_trained_run(args.run_name, args.subdir), which=args.which)
     print(f"scoring {model.checkpoint_path} (epoch {model.checkpoint_epoch}, model {cfg.model.name})")
     data = prepare_fer_data(cfg)
     rows = []
@@ -188,6 +199,49 @@ def _cmd_priors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    over: dict[str, Any] = parse_sets(args.set or [])
+    dataset = resolve_dataset(args.dataset, args.data_root)
+    if dataset:
+        over["data.dataset"] = dataset
+    if args.data_root:
+        over["data.data_root"] = str(Path(args.data_root).expanduser().resolve())
+    cfg = load_profile(args.profile, over, device=args.device)
+    report = run_check(cfg, timing=not args.no_timing)
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+def _trained_run(run_name: str, subdir: str = "train") -> Path:
+    src = run_dir(run_name, create=False) / subdir
+    if not src.parent.is_dir():
+        raise FileNotFoundError(f"no run named {run_name!r}: {src.parent} does not exist (see outputs/)")
+    return find_run(src)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else run_dir(args.run_name, create=False) / "predict"
+    res = predict_images(_trained_run(args.run_name), args.paths, out, which=args.which,
+                         prior_source=args.prior_source, device=args.device)  # fmt: skip
+    fig_path = out / "predictions.html"
+    atomic_write_text(fig_path, res.figure.to_html(include_plotlyjs=True, full_html=True))
+    print(f"{len(res.table)} images scored with {res.checkpoint} (epoch {res.epoch})")
+    print(res.table[["file", "predicted", "confidence"]].to_string(index=False, max_rows=20))
+    print(f"-> {res.csv}\n-> {fig_path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    src = _trained_run(args.run_name)
+    suffix = {"torchscript": ".pt", "onnx": ".onnx"}[args.format]
+    out = Path(args.out) if args.out else run_dir(args.run_name, create=False) / "export" / f"model{suffix}"
+    info = export_model(src, out, fmt=args.format, which=args.which)
+    print(f"exported {info['checkpoint']} (epoch {info['epoch']}) -> {info['path']}")
+    print(f"inputs: {', '.join(info['inputs'])}; output: logits over {info['classes']}")
+    print(f"parity with PyTorch on random inputs: max |difference| of the logits = {info['max_abs_diff']:.2e}")
+    return 0 if info["max_abs_diff"] <= args.tolerance else 1
+
+
 def _cmd_flops(args: argparse.Namespace) -> int:
     print(complexity_table(args.models).to_string(index=False))
     return 0
@@ -204,9 +258,18 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    if not names:
+        raise UsageError(f"no registered model matches {args.pattern!r}; `orsa models` lists them all")
+    print(f"{'model':22s} {'family':15s} {'task':6s} {'params':>9s} {'input':>6s}  description")
+    for name in names:
         meta = model_meta(name)
-        print(f"{name:24s} {meta.get('family', ''):15s} {meta.get('task', '')}")
+        params = complexity_row(name, flops=False)["params_trainable"] if not args.no_params else None
+        size = meta.get("image_size") or meta.get("input_size") or "-"
+        doc = (model_doc(name) or meta.get("paper", "")).strip().replace("``", "")
+        doc = doc if len(doc) <= 72 else doc[:71].rstrip() + "…"
+        ptxt = f"{params / 1e6:8.2f}M" if params is not None else "        -"
+        print(f"{name:22s} {meta.get('family', ''):15s} {meta.get('task', ''):6s} {ptxt} {size!s:>6s}  {doc}")
     return 0
 
 
@@ -216,6 +279,7 @@ def _add_reproduce(sub: Any) -> None:
     r.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
     r.add_argument("--run-name", default="default", help="outputs go to outputs/<run-name>/")
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 10,40")
+    r.add_argument("--dataset", default="", help="a registered dataset; default: detected from --data-root")
     r.add_argument("--data-root", default="", help="dataset folder (default: the embedded SynthFER)")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--device", default="auto")
@@ -230,6 +294,8 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
     t.add_argument("--config", default="", help="a JSON/YAML RunConfig file (overrides --profile)")
     t.add_argument("--run-name", default=None, help="output folder name under outputs/")
+    t.add_argument("--dataset", default=None, help="a registered dataset (default: the profile's; see orsa check)")
+    t.add_argument("--data-root", default=None, help="the dataset's folder (data/README.md lists the layouts)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     t.add_argument("--resume", action="store_true",
@@ -284,9 +350,40 @@ def _add_small(sub: Any) -> None:
                    help="processes drawing images (0 = automatic: every core for builds of 512+ images)")  # fmt: skip
     s.set_defaults(func=_cmd_synth)
 
-    m = sub.add_parser("models", help="list registered models (name, family, task)")
-    m.add_argument("pattern", nargs="?", default="*")
+    m = sub.add_parser("models", help="registered models: family, task, trainable parameters, input size, one line")
+    m.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'orsanet_*'")
+    m.add_argument("--no-params", action="store_true", help="skip building each model to count its parameters")
     m.set_defaults(func=_cmd_models)
+
+
+def _add_deploy(sub: Any) -> None:
+    p = sub.add_parser("predict", help="predict the expression of face images with a trained run (CSV + figure)")
+    p.add_argument("--run-name", required=True)
+    p.add_argument("paths", nargs="+", help="image files or folders of images")
+    p.add_argument("--which", default="best", choices=("best", "last"), help="which checkpoint")
+    p.add_argument("--prior-source", default="", help="detect priors with this source (needed after oracle priors)")
+    p.add_argument("--out", default="", help="folder (default outputs/<run-name>/predict)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_predict)
+
+    e = sub.add_parser("export", help="export a trained run to TorchScript or ONNX, checked against PyTorch")
+    e.add_argument("--run-name", required=True)
+    e.add_argument("--format", default="torchscript", choices=("torchscript", "onnx"))
+    e.add_argument("--which", default="best", choices=("best", "last"))
+    e.add_argument("--out", default="", help="file (default outputs/<run-name>/export/model.pt|.onnx)")
+    e.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted logit difference (exit 1 above)")
+    e.set_defaults(func=_cmd_export)
+
+
+def _add_check(sub: Any) -> None:
+    c = sub.add_parser("check", help="pre-flight: data, prior weights, device, expected time and memory of a run")
+    c.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    c.add_argument("--dataset", default="", help="a registered dataset; default: detected from --data-root")
+    c.add_argument("--data-root", default="", help="dataset folder (default: the profile's / embedded SynthFER)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, as orsa train")
+    c.add_argument("--no-timing", action="store_true", help="skip the measured trial step")
+    c.set_defaults(func=_cmd_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orsa", description="ORSA workbook: occlusion-robust FER (ORSANet, RAN, DARELoss)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_reproduce, _add_train, _add_evaluate, _add_priors, _add_small):
+    for add in (_add_reproduce, _add_check, _add_train, _add_evaluate, _add_priors, _add_deploy, _add_small):
         add(sub)
     return p
 

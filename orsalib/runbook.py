@@ -9,17 +9,24 @@ from the small JSON each notebook records with :func:`record_result`.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
+from . import registry
+from .config import PROFILES, ConfigError
+from .data.detect import detect_dataset
 from .paths import NOTEBOOKS_DIR, run_dir
 from .utils import atomic_write_json
 
@@ -46,6 +53,67 @@ class NotebookRun:
     error: str = ""
     cell_index: int | None = None
     result: dict = field(default_factory=dict)
+    peak_rss_mb: float | None = None  # peak resident memory of papermill + its kernel (sum over the process tree)
+    profile: str = ""
+
+
+class PeakRSS:
+    """Samples the resident memory of a process and all its descendants (papermill and the kernel it starts, which
+    runs in a session of its own) from /proc; keeps the peak of their sum."""
+
+    def __init__(self, pid: int, interval: float = 0.5):
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def tree(self) -> list[int]:
+        """The pid and every live descendant's pid."""
+        return self._walk()[0]
+
+    def _sample(self) -> int:
+        return self._walk()[1]
+
+    def _walk(self) -> tuple[list[int], int]:
+        parent: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                parent[int(d.name)] = int(fields[1])  # field 4 of stat: the parent pid
+                rss[int(d.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: resident pages
+            except (OSError, ValueError, IndexError):
+                continue
+        total, frontier, seen = 0, [self.pid], set()
+        while frontier:
+            p = frontier.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            total += rss.get(p, 0)
+            frontier.extend(c for c, pp in parent.items() if pp == p)
+        return sorted(seen & set(parent)), total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        if Path("/proc/self/stat").exists():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    @property
+    def megabytes(self) -> float | None:
+        return round(self.peak / 2**20, 1) if self.peak else None
 
 
 # ----------------------------------------------------------------------------- results
@@ -78,10 +146,6 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
     Read with ``ast`` (papermill's own inspector skips lines it cannot parse, e.g. a comment holding ``=``).
     """
-    import ast
-
-    import nbformat
-
     nb = nbformat.read(str(path), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
@@ -127,8 +191,6 @@ def describe_failure(executed: Path) -> tuple[int | None, str]:
     The index is that of the cell in the ORIGINAL notebook (0-based; the cells papermill inserts — injected
     parameters, error banners — are not counted), so it matches what a user sees when opening it.
     """
-    import nbformat
-
     try:
         nb = nbformat.read(str(executed), as_version=4)
     except Exception as e:  # noqa: BLE001 - the executed file may be partial
@@ -174,18 +236,27 @@ def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
                             start_new_session=True)
     status = "ok"
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-        if proc.returncode != 0:
-            status = "failed"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # papermill and its kernel share the new session's group
-        log, _ = proc.communicate()
-        status = "timeout"
-    finally:
-        os.unlink(params_file)
+    with PeakRSS(proc.pid) as mem:
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                status = "failed"
+        except subprocess.TimeoutExpired:
+            for pid in mem.tree():  # the kernel runs in a session of its own: kill the whole tree
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            log, _ = proc.communicate()
+            status = "timeout"
+        finally:
+            os.unlink(params_file)
     seconds = time.time() - t0
-    run = NotebookRun(path.stem, status, seconds, str(out_path))
+    run = NotebookRun(path.stem, status, seconds, str(out_path), peak_rss_mb=mem.megabytes)
     if status != "ok":
         cell, msg = describe_failure(out_path)
         if status == "timeout":
@@ -196,30 +267,49 @@ def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout
     return run
 
 
+def resolve_dataset(dataset: str, data_root: str) -> str:
+    """The dataset a suite runs on: ``dataset`` if named (checked against the registry), else detected from
+    ``data_root`` (:func:`orsalib.data.detect.detect_dataset`), else "" (the profile's, SynthFER by default)."""
+    if dataset:
+        if dataset not in registry.DATASETS:
+            raise ConfigError(f"dataset {dataset!r} is not registered; choose one of {registry.DATASETS.names()}")
+        return dataset
+    if data_root:
+        return detect_dataset(data_root)
+    return ""
+
+
 def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None = None, data_root: str = "",
               seed: int | None = None, device: str = "auto", timeout: float | None = None,
               notebooks_dir: Path = NOTEBOOKS_DIR, extra_parameters: dict[str, Any] | None = None,
-              echo: bool = True) -> list[NotebookRun]:
-    """Run the ordered suite; stop at the first failure (raises :class:`NotebookFailed` after printing)."""
-    from .config import PROFILES, ConfigError
+              echo: bool = True, dataset: str = "") -> list[NotebookRun]:
+    """Run the ordered suite; stop at the first failure (raises :class:`NotebookFailed` after printing).
 
+    ``dataset`` / ``data_root`` go to the FER notebooks (those declaring a ``dataset`` parameter); with a
+    ``data_root`` and no ``dataset`` the dataset is detected from the folder's layout. The transfer notebooks (70,
+    71) keep their own data parameters.
+    """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
     if data_root and not Path(data_root).expanduser().exists():
         raise ConfigError(f"data_root={data_root!r} does not exist; expected a dataset folder (see data/README.md)")
+    dataset = resolve_dataset(dataset, data_root)
     nbs = list_notebooks(notebooks_dir, only)
     if not nbs:
         raise ValueError(f"no notebooks found in {notebooks_dir}")
     out_dir = run_dir(run_name) / "notebooks"
     timeout = timeout or DEFAULT_TIMEOUTS[profile]
-    params = {"profile": profile, "run_name": run_name, "data_root": data_root, "device": device, "seed": seed,
-              **(extra_parameters or {})}
+    common = {"profile": profile, "run_name": run_name, "device": device, "seed": seed, **(extra_parameters or {})}
+    fer = {"dataset": dataset, "data_root": str(Path(data_root).expanduser().resolve()) if data_root else ""}
     runs: list[NotebookRun] = []
     say = print if echo else (lambda *a, **k: None)
-    say(f"orsa reproduce: profile={profile} run_name={run_name} -> {run_dir(run_name)}")
+    what = f" dataset={dataset} ({data_root})" if dataset and data_root else f" dataset={dataset}" if dataset else ""
+    say(f"orsa reproduce: profile={profile} run_name={run_name}{what} -> {run_dir(run_name)}")
     for nb in nbs:
         say(f"  running {nb.name} ...", flush=True)
+        params = {**common, **(fer if "dataset" in notebook_parameters(nb) else {})}
         r = run_notebook(nb, out_dir / nb.name, params, timeout)
+        r.profile = profile
         r.result = {**read_results(run_name).get(nb.stem, {}), **r.result}
         runs.append(r)
         atomic_write_json(run_dir(run_name) / "runbook.json", [r.__dict__ for r in runs])
@@ -235,13 +325,32 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
 
 
 def summary_table(runs: list[NotebookRun]) -> str:
-    """A plain-text table: notebook, status, minutes, headline numbers."""
+    """A plain-text table: notebook, status, minutes, peak memory, headline numbers."""
     rows = []
     for r in runs:
         res = {k: v for k, v in r.result.items() if k != "log_tail" and not isinstance(v, (dict, list))}
         head = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(res.items())[:6])
-        rows.append((r.notebook, r.status, f"{r.seconds / 60:.1f}", head))
+        mem = f"{r.peak_rss_mb / 1024:.1f}" if r.peak_rss_mb else "-"
+        rows.append((r.notebook, r.status, f"{r.seconds / 60:.1f}", mem, head))
     w0 = max([len("notebook")] + [len(r[0]) for r in rows])
-    lines = [f"{'notebook':<{w0}}  status  min   headline", "-" * (w0 + 40)]
-    lines += [f"{a:<{w0}}  {b:<6}  {c:>4}  {d}" for a, b, c, d in rows]
+    lines = [f"{'notebook':<{w0}}  status  min   GB   headline", "-" * (w0 + 46)]
+    lines += [f"{a:<{w0}}  {b:<6}  {c:>4}  {m:>4}  {d}" for a, b, c, m, d in rows]
+    total = sum(r.seconds for r in runs) / 60
+    peak = max((r.peak_rss_mb or 0) for r in runs) / 1024 if runs else 0
+    lines.append(f"{'total':<{w0}}          {total:>4.1f}  {peak:>4.1f}")
     return "\n".join(lines)
+
+
+def past_minutes(profile: str, outputs_dir: Path | None = None) -> dict[str, float]:
+    """Median minutes per notebook over the ``runbook.json`` files of earlier runs of ``profile`` (empty if none)."""
+    root = outputs_dir or run_dir("default", create=False).parent
+    seen: dict[str, list[float]] = {}
+    for f in sorted(root.glob("*/runbook.json")):
+        try:
+            entries = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and e.get("profile") == profile and e.get("status") == "ok":
+                seen.setdefault(str(e.get("notebook")), []).append(float(e.get("seconds", 0)) / 60)
+    return {k: sorted(v)[len(v) // 2] for k, v in seen.items()}

@@ -19,6 +19,7 @@ RANKS: dict[str, int] = {
     "utils": 0,
     "registry": 0,
     "paper": 0,
+    "threads": 0,
     "models": 1,
     "losses": 1,
     "metrics": 1,

@@ -1786,10 +1786,21 @@ def synthfer_from_config(data_cfg: Any, seed: int = 0) -> pd.DataFrame:
     """Build (or reuse) the SynthFER of a :class:`orsalib.config.DataConfig`.
 
     Uses ``synth_size``, ``train_per_class``, ``val_per_class``, ``num_classes``, ``occlusion_prob`` and
-    ``data_root`` ("" = the default cache folder).
+    ``data_root`` ("" = the default cache folder, the only place the workbook generates SynthFER by default).
+
+    A ``data_root`` that holds anything but a SynthFER build is refused: the workbook never writes into a user's
+    dataset folder (e.g. a RAF-DB folder passed without naming its dataset).
     """
+    root = Path(data_cfg.data_root).expanduser() if data_cfg.data_root else None
+    if root is not None and root.is_dir() and any(root.iterdir()) and not (root / "params.json").is_file():
+        raise FileExistsError(
+            f"data.dataset='synthfer' with data.data_root={str(root)!r}: that folder holds other files and no "
+            "SynthFER build, and SynthFER is never generated into a dataset folder. To use the dataset in it, name "
+            "it (--dataset rafdb / affectnet8 / fer2013 / imagefolder ...) or leave --dataset empty to detect it; "
+            "for SynthFER leave data_root empty (it is generated under outputs/cache/synthfer/)"
+        )
     return build_synthfer(
-        data_cfg.data_root or None,
+        root,
         size=data_cfg.synth_size,
         train_per_class=data_cfg.train_per_class,
         val_per_class=data_cfg.val_per_class,

@@ -27,7 +27,7 @@ from torch import nn
 from ..config import PriorConfig, RunConfig
 from ..data.labels import emotions
 from ..data.loaders import build_loaders
-from ..data.sources import load_manifest, validation_summary
+from ..data.sources import load_manifest, validation_summary, write_validation_report
 from ..engine import ddp
 from ..engine.trainer import FitResult, fit
 from ..losses import build_criterion
@@ -311,6 +311,10 @@ def train_fer(
     resume = _claim(rd, cfg, existing or ("resume" if resume else "refuse"))
     seed_everything(cfg.seed)
     data = data or prepare_fer_data(cfg, distributed=ddp.is_distributed())
+    report = data.validation or (data.manifest if isinstance(data.manifest, pd.DataFrame) else None)
+    if report is not None and ddp.is_main_process():
+        rd.mkdir(parents=True, exist_ok=True)
+        write_validation_report(report, rd)  # counts, skipped files, cross-split copies
     if model is None:
         seed_everything(cfg.seed)  # model init independent of what data preparation consumed
         model = build_fer_model(cfg)

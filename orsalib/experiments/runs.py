@@ -19,7 +19,7 @@ from ..engine.trainer import CheckpointError, load_checkpoint
 from ..models.baselines import baseline_for
 from ..paths import shared_path
 from ..priors.landmarks import DEFAULT_LANDMARK_WEIGHTS
-from .fer import TRAIN_SUBDIR, FERData, build_fer_model, train_fer
+from .fer import TRAIN_SUBDIR, FERData, RunFolderError, build_fer_model, train_fer
 
 
 def find_run(run_dir: str | Path) -> Path:
@@ -120,15 +120,15 @@ def eval_config(
 
 
 def train_status(run: str | Path) -> str:
-    """``completed`` / ``running`` (interrupted) / ``missing`` for a train folder written by ``train_fer``."""
+    """``completed`` / ``running`` (interrupted) / ``failed: <reason>`` / ``missing`` for a ``train_fer`` folder."""
     run = Path(run)
     if not (run / "config.json").is_file() or not (run / "checkpoints" / "last.pt").is_file():
         return "missing"
     try:
-        status = json.loads((run / "summary.json").read_text(encoding="utf-8")).get("status", "completed")
+        status = str(json.loads((run / "summary.json").read_text(encoding="utf-8")).get("status", "completed"))
     except (OSError, ValueError):
         status = "running"
-    return "completed" if status == "completed" else "running"
+    return status if status in ("completed", "running") or status.startswith("failed") else "running"
 
 
 def load_or_train(
@@ -160,6 +160,11 @@ def load_or_train(
     info: dict[str, Any] = {"run_dir": str(rd), "trained_here": False, "status": status, "minutes": 0.0}
     if status == "missing" and not train_if_missing:
         raise FileNotFoundError(f"no trained model in {rd} (expected config.json and checkpoints/last.pt): {hint}")
+    if status.startswith("failed"):
+        raise RunFolderError(
+            f"the training in {rd} stopped ({status}); resuming it would fail the same way: fix the cause and train "
+            "it again (orsa train --overwrite, or existing='overwrite')"
+        )
     if status != "missing":
         _, found = load_trained(rd, which="last")
         if (found.data.dataset, found.data.num_classes) != (cfg.data.dataset, cfg.data.num_classes):

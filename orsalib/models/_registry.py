@@ -59,6 +59,13 @@ def model_meta(name: str) -> dict[str, Any]:
     return dict(_META.get(name, {}))
 
 
+def model_doc(name: str) -> str:
+    """The first line of a registered model's docstring ("" when it has none)."""
+    _import_builtin_models()
+    doc = getattr(_MODELS.get(name), "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model by name, with keyword overrides of its config."""
     _import_builtin_models()

@@ -1,0 +1,87 @@
+"""``orsa predict`` and ``orsa export`` on a trained smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from orsalib import paths
+from orsalib.cli import main
+from orsalib.config import load_profile
+from orsalib.experiments.deploy import export_model, image_files, predict_images
+from orsalib.experiments.fer import train_fer
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny trained runs: a prior-free baseline and ORSANet with landmark + parsing priors (oracle)."""
+    root = tmp_path_factory.mktemp("deploy")
+    old = paths.OUTPUTS_DIR
+    paths.OUTPUTS_DIR = root / "outputs"
+    try:
+        over = {"train.epochs": 1, "train.max_steps_per_epoch": 1}
+        train_fer(load_profile("smoke", {**over, "model.name": "baseline_tiny", "prior.source": "none"},
+                               run_name="base"))  # fmt: skip
+        train_fer(load_profile("smoke", over, run_name="orsa"))
+        yield root
+    finally:
+        paths.OUTPUTS_DIR = old
+
+
+@pytest.fixture
+def outputs(runs, monkeypatch):
+    monkeypatch.setattr(paths, "OUTPUTS_DIR", runs / "outputs")
+    return runs / "outputs"
+
+
+def _faces(folder, n=3, size=80):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"face{i}.jpg")
+    return folder
+
+
+def test_predict_writes_a_csv_and_a_figure(outputs, tmp_path, capsys):
+    faces = _faces(tmp_path / "faces")
+    rc = main(["predict", "--run-name", "base", str(faces)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "3 images scored with" in out and "epoch 1" in out
+    table = pd.read_csv(outputs / "base" / "predict" / "predictions.csv")
+    assert list(table.columns[:3]) == ["file", "predicted", "confidence"] and len(table) == 3
+    probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (outputs / "base" / "predict" / "predictions.html").stat().st_size > 1000
+
+
+def test_predict_after_ground_truth_priors_needs_a_detecting_source(outputs, tmp_path):
+    faces = _faces(tmp_path / "faces", n=1)
+    with pytest.raises(ValueError, match="--prior-source"):
+        predict_images(outputs / "orsa" / "train", [faces], tmp_path / "p")
+
+
+def test_predict_names_a_missing_path(outputs, tmp_path, capsys):
+    assert main(["predict", "--run-name", "base", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        image_files([tmp_path])
+
+
+def test_export_torchscript_parity(outputs, tmp_path):
+    info = export_model(outputs / "orsa" / "train", tmp_path / "m.pt", "torchscript")
+    assert info["inputs"] == ["image", "landmarks", "parsing"]
+    assert info["max_abs_diff"] <= 1e-4 and (tmp_path / "m.pt.json").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed (.[export])")
+def test_export_onnx_parity_through_the_cli(outputs, capsys):
+    assert main(["export", "--run-name", "orsa", "--format", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "parity with PyTorch" in out and (outputs / "orsa" / "export" / "model.onnx").is_file()
+    info = export_model(outputs / "base" / "train", outputs / "base" / "export" / "b.onnx", "onnx")
+    assert info["inputs"] == ["image"] and info["max_abs_diff"] <= 1e-4
