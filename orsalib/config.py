@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from . import registry  # validation reads the registries (they load their providers on first lookup)
 from .models._registry import list_models
 from .utils import atomic_write_text
 
@@ -73,8 +74,6 @@ class DataConfig:
     label_map: dict = field(default_factory=dict)  # imagefolder only: folder name -> canonical emotion
 
     def validate(self) -> None:
-        from . import registry  # the registry loads the adapters (orsalib.data.sources) on first lookup
-
         _choice("data.dataset", self.dataset, tuple(registry.DATASETS))
         _positive("data.image_size", self.image_size)
         if self.num_classes not in (7, 8):
@@ -107,8 +106,6 @@ class PriorConfig:
     batch_size: int = 64  # batch size when building the cache
 
     def validate(self) -> None:
-        from . import registry  # the registry loads the prior sources (orsalib.priors.sources) on first lookup
-
         _choice("prior.source", self.source, tuple(registry.PRIOR_SOURCES))
         _choice("prior.mode", self.mode, PRIOR_MODES)
         _positive("prior.batch_size", self.batch_size)
@@ -218,6 +215,12 @@ class RunConfig:
             raise ConfigError(f"device={self.device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
         for s in (self.data, self.prior, self.model, self.train):
             s.validate()
+        if _needs_ground_truth(self) and not _has_ground_truth(self):
+            raise ConfigError(
+                f"prior.source={self.prior.source!r} reads ground-truth landmarks and parsing maps, which "
+                f"data.dataset={self.data.dataset!r} does not have (only SynthFER does); use a source that detects "
+                f"them, e.g. {REAL_DATA_PRIOR_SOURCE!r}, 'mobilefacenet+segface' or 'none' (orsa check lists them)"
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -341,7 +344,24 @@ def load_profile(profile: str = "cpu", overrides: Mapping[str, Any] | None = Non
     _merge(cfg, merged)
     if "seed" in merged and "seeds" not in merged:
         cfg.seeds = [cfg.seed] + [s for s in cfg.seeds if s != cfg.seed][: max(0, len(cfg.seeds) - 1)]
+    if "source" not in merged.get("prior", {}) and _needs_ground_truth(cfg) and not _has_ground_truth(cfg):
+        cfg.prior.source = REAL_DATA_PRIOR_SOURCE  # the profile's SynthFER default does not exist on real faces
     return cfg.validate()
+
+
+#: the prior source a profile falls back to on a dataset without ground-truth landmarks and parsing (real faces):
+#: MobileFaceNet-68 landmarks + a parsing map rasterised from them (one weights file, data/README.md)
+REAL_DATA_PRIOR_SOURCE = "landmark-parsing"
+
+
+def _needs_ground_truth(cfg: RunConfig) -> bool:
+    return cfg.prior.source in registry.PRIOR_SOURCES and bool(
+        registry.PRIOR_SOURCES.meta(cfg.prior.source).get("ground_truth")
+    )
+
+
+def _has_ground_truth(cfg: RunConfig) -> bool:
+    return cfg.data.dataset in registry.DATASETS and bool(registry.DATASETS.meta(cfg.data.dataset).get("ground_truth"))
 
 
 def from_dict(d: dict[str, Any]) -> RunConfig:

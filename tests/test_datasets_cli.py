@@ -149,3 +149,12 @@ def test_reproduce_data_step_on_a_read_only_rafdb_folder(tmp_path, outputs):
     assert snapshot(raf) == before
     result = json.loads((outputs / "ro" / "results" / "10_dataset_assembly.json").read_text())
     assert result["dataset"] == "rafdb" and result["images"] == 28
+
+
+def test_profile_prior_source_adapts_to_real_faces(tmp_path):
+    raf = make_rafdb(tmp_path / "raf", per_class=(1, 1))
+    cfg = load_profile("cpu", {"data.dataset": "rafdb", "data.data_root": str(raf)})
+    assert cfg.prior.source == "landmark-parsing"  # the profile's oracle default needs SynthFER's ground truth
+    assert load_profile("cpu").prior.source != "landmark-parsing"
+    with pytest.raises(ValueError, match="ground-truth"):
+        load_profile("cpu", {"data.dataset": "rafdb", "data.data_root": str(raf), "prior.source": "oracle"})

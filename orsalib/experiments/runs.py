@@ -19,6 +19,7 @@ from ..engine.trainer import CheckpointError, load_checkpoint
 from ..models.baselines import baseline_for
 from ..paths import shared_path
 from ..priors.landmarks import DEFAULT_LANDMARK_WEIGHTS
+from ..registry import PRIOR_SOURCES
 from .fer import TRAIN_SUBDIR, FERData, RunFolderError, build_fer_model, train_fer
 
 
@@ -94,11 +95,11 @@ def eval_config(
 ) -> RunConfig:
     """The run config of an evaluation notebook, with a prior source that works on the chosen data.
 
-    SynthFER's ``oracle`` priors (ground-truth landmarks and parsing) do not exist for real photographs; for any
-    other dataset the ``oracle`` default becomes ``landmark-parsing`` (MobileFaceNet-68 landmarks + rasterised
-    parsing), with the landmark weights taken from ``landmark_weights``, ``PriorConfig.landmark_weights``,
-    ``data/weights/`` or, for development, ``../shared/weights/``. Without weights a FileNotFoundError says
-    where to put them (or to pass ``prior_source="none"`` with a prior-free model).
+    SynthFER's ``oracle`` priors (ground-truth landmarks and parsing) do not exist for real photographs; on any
+    other dataset the profile falls back to ``landmark-parsing`` (MobileFaceNet-68 landmarks + rasterised parsing,
+    :data:`orsalib.config.REAL_DATA_PRIOR_SOURCE`), whose weights are taken from ``landmark_weights``,
+    ``PriorConfig.landmark_weights``, ``data/weights/`` or, for development, ``../shared/weights/``. Without weights a
+    FileNotFoundError says where to put them (or to pass ``prior_source="none"`` with a prior-free model).
     """
     ov = dict(overrides or {})
     if prior_source:
@@ -106,7 +107,8 @@ def eval_config(
     if landmark_weights:
         ov["prior.landmark_weights"] = landmark_weights
     cfg = load_profile(profile, ov, **kw)
-    if cfg.data.dataset != "synthfer" and cfg.prior.source == "oracle" and not prior_source:
+    reads = PRIOR_SOURCES.meta(cfg.prior.source).get("weights", ())
+    if cfg.data.dataset != "synthfer" and "landmark_weights" in reads and not cfg.prior.landmark_weights:
         w = _default_landmark_weights(cfg)
         if not w:
             raise FileNotFoundError(
@@ -114,8 +116,7 @@ def eval_config(
                 f"were found: place the MobileFaceNet-68 checkpoint at {DEFAULT_LANDMARK_WEIGHTS} (see data/README.md)"
                 ", pass landmark_weights=..., or pass prior_source='none' with a prior-free model"
             )
-        ov.update({"prior.source": "landmark-parsing", "prior.landmark_weights": w})
-        cfg = load_profile(profile, ov, **kw)
+        cfg = apply_overrides(cfg, {"prior.landmark_weights": w})
     return cfg
 
 
