@@ -92,8 +92,9 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 def resolve_train_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig of ``orsa train`` arguments (profile or config file, then run name / seed / device / --set)."""
     sets = parse_sets(args.set or [])
+    dataset = args.dataset or (resolve_dataset("", args.data_root) if args.data_root else None)
     given = (
-        ("run_name", args.run_name), ("seed", args.seed), ("device", args.device), ("data.dataset", args.dataset),
+        ("run_name", args.run_name), ("seed", args.seed), ("device", args.device), ("data.dataset", dataset),
         ("data.data_root", args.data_root),
     )  # fmt: skip
     top = {k: v for k, v in given if v is not None}
@@ -294,7 +295,7 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
     t.add_argument("--config", default="", help="a JSON/YAML RunConfig file (overrides --profile)")
     t.add_argument("--run-name", default=None, help="output folder name under outputs/")
-    t.add_argument("--dataset", default=None, help="a registered dataset (default: the profile's; see orsa check)")
+    t.add_argument("--dataset", default=None, help="a registered dataset (default: detected from --data-root)")
     t.add_argument("--data-root", default=None, help="the dataset's folder (data/README.md lists the layouts)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
