@@ -13,7 +13,7 @@ def make_notebook(path: Path, cells: list[str], params: str | None = None) -> Pa
     pc.metadata["tags"] = ["parameters"]
     nb.cells.append(pc)
     nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "orsa", "display_name": "Python (orsa workbook)", "language": "python"}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path

@@ -1,5 +1,6 @@
 """Every notebook of the suite runs headless through papermill with the smoke profile, in order,
-and writes what it promises (its results JSON; no error cells)."""
+and writes what it promises (its results JSON; no error cells; every saved figure with its static PNG; no widget
+views, whose frozen state is all a headless run can keep)."""
 
 import json
 
@@ -21,13 +22,19 @@ def test_notebook_runs_with_smoke_profile(nb):
         pytest.skip(f"an earlier notebook of the suite failed ({_failed[0]}); later ones depend on it")
     out = run_dir(RUN) / "notebooks" / nb.name
     r = runbook.run_notebook(nb, out, {"profile": "smoke", "run_name": RUN, "data_root": "", "device": "cpu"},
-                             timeout=runbook.DEFAULT_TIMEOUTS["smoke"])
+                             timeout=runbook.DEFAULT_TIMEOUTS["smoke"], env={"ORSA_HEADLESS": "1"})
     if r.status != "ok":
         _failed.append(nb.name)
     assert r.status == "ok", f"{nb.name}: {r.error}\n{r.result.get('log_tail', '')}"
     executed = nbformat.read(str(out), as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], \
+        f"{nb.name}: a widget in a headless run (progress bars stay frozen at 0 %)"
+    figures = sorted((run_dir(RUN) / "figures").glob(f"{nb.name[:2]}_*.html"))
+    assert all(f.with_suffix(".png").exists() for f in figures), f"{nb.name}: a saved figure lacks its PNG"
+    shown = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(shown) >= len(figures), f"{nb.name}: {len(figures)} figures saved, {len(shown)} shown with a PNG"
     res = run_dir(RUN) / "results" / f"{nb.stem}.json"
     assert res.exists(), f"{nb.name} did not record its results"
     assert json.loads(res.read_text()), f"{nb.name} recorded an empty result"

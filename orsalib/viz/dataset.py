@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from ..data.labels import EMOTIONS
 from ..data.occlusion import occlude_image
 from ..data.transforms import read_rgb
-from .style import PARSING_COLORS
+from .style import PARSING_COLORS, landmark_marker
 
 
 def _data_uri(img: np.ndarray) -> str:
@@ -46,7 +46,11 @@ def image_grid(
     title: str = "",
     cell_px: int = 140,
 ) -> go.Figure:
-    """A grid of RGB uint8 images, optionally with (68, 2) landmarks in [0, 1] drawn as dots."""
+    """A grid of RGB uint8 images, optionally with (68, 2) landmarks in [0, 1] drawn as dots.
+
+    Dots are sized to the image (:func:`orsalib.viz.style.landmark_marker`): about one image pixel on screen, so the
+    landmarks of a 64-px face do not swamp it.
+    """
     n = len(images)
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
@@ -68,7 +72,7 @@ def image_grid(
                     x=lm[:, 0] * w - 0.5,
                     y=lm[:, 1] * h - 0.5,
                     mode="markers",
-                    marker=dict(size=3, color="lime"),
+                    marker=landmark_marker(max(h, w), cell_px),
                     showlegend=False,
                     hoverinfo="skip",
                 ),
@@ -90,6 +94,7 @@ def sample_grid(
     oracle: Callable[[int], tuple[np.ndarray | None, np.ndarray | None]] | None = None,
     seed: int = 0,
     parsing_overlay: bool = True,
+    title: str | None = None,
 ) -> go.Figure:
     """Random samples per class of one split; with ``oracle(row) -> (landmarks, parsing)`` the overlays are drawn.
 
@@ -100,6 +105,7 @@ def sample_grid(
         oracle: returns the ground-truth (68, 2) landmarks and parsing map of a row (SynthFER), or Nones.
         seed: sampling seed.
         parsing_overlay: tint the image with the parsing classes when available.
+        title: figure title (default: the split and what is drawn).
     """
     part = manifest[manifest["split"] == split]
     rng = np.random.default_rng(seed)
@@ -118,7 +124,9 @@ def sample_grid(
             images.append(img)
             titles.append(f"{EMOTIONS[int(lab)]}{tag}")
             lms.append(lm)
-    title = f"{split}: {n_per_class} samples per class" + (" with ground-truth landmarks and parsing" if oracle else "")
+    if title is None:
+        title = f"{split}: {n_per_class} samples per class" + (
+            " with ground-truth landmarks and parsing" if oracle else "")  # fmt: skip
     return image_grid(images, titles, cols=n_per_class, landmarks=lms, title=title)
 
 
@@ -188,6 +196,7 @@ def occlusion_examples(
     semantic: Sequence[str] = ("hand", "sunglasses"),
     semantic_ratio: float = 0.2,
     seed: int = 0,
+    title: str = "Artificial occlusion (paper Table 3 protocol)",
 ) -> tuple[go.Figure, pd.DataFrame]:
     """Artificial occlusion of a few manifest images: rectangles at ``ratios`` (paper Table 3) and semantic occluders.
 
@@ -207,5 +216,5 @@ def occlusion_examples(
             images.append(out)
             titles.append(f"{kind} {ratio:.0%}")
             recs.append({"row": int(i), "kind": kind, "ratio": ratio, "covered": float(mask.mean())})
-    fig = image_grid(images, titles, cols=len(settings) + 1, title="Artificial occlusion (paper Table 3 protocol)")
+    fig = image_grid(images, titles, cols=len(settings) + 1, title=title)
     return fig, pd.DataFrame(recs)
