@@ -24,11 +24,12 @@ from typing import Any
 
 import nbformat
 
-from . import registry
+from . import HEADLESS_ENV, registry
 from .config import PROFILES, ConfigError
 from .data.detect import detect_dataset
 from .paths import NOTEBOOKS_DIR, run_dir
 from .utils import atomic_write_json
+from .viz.index import headline, write_run_index
 
 KERNEL_NAME = "orsa"
 DEFAULT_TIMEOUTS = {"smoke": 900, "cpu": 2400, "paper": 7 * 24 * 3600}  # seconds per notebook
@@ -230,8 +231,7 @@ def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout
         params_file = f.name
     cmd = [sys.executable, "-m", "papermill", str(path), str(out_path), "-f", params_file, "-k", kernel,
            "--cwd", str(path.parent), "--no-progress-bar"]
-    run_env = {**os.environ, "TQDM_DISABLE": os.environ.get("TQDM_DISABLE", "1"), "PYTHONUNBUFFERED": "1",
-               **(env or {})}
+    run_env = {**os.environ, HEADLESS_ENV: "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
                             start_new_session=True)
@@ -314,22 +314,35 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
         runs.append(r)
         atomic_write_json(run_dir(run_name) / "runbook.json", [r.__dict__ for r in runs])
         if r.status != "ok":
+            index = _index(run_name)
             say(f"\nFAILED: notebook {nb.name}: {r.error}")
             if r.result.get("log_tail"):
                 say("--- papermill log (last lines) ---\n" + r.result["log_tail"])
-            say(f"executed notebook kept at {r.output}; outputs written so far are kept in {run_dir(run_name)}")
+            say(f"executed notebook kept at {r.output}; outputs written so far are kept in {run_dir(run_name)}"
+                + (f" (index: {index})" if index else ""))
             raise NotebookFailed(nb.name, f"notebook {nb.name} failed: {r.error}", r.cell_index)
         say(f"  done {nb.name} in {r.seconds:.0f} s")
     say("\n" + summary_table(runs))
+    index = _index(run_name)
+    if index:
+        say(f"\nevery table and figure of the run: {index}")
     return runs
+
+
+def _index(run_name: str) -> Path | None:
+    """``outputs/<run_name>/index.html`` (None if it cannot be written: the run itself is what matters)."""
+    try:
+        return write_run_index(run_name)
+    except (OSError, ValueError) as e:
+        print(f"(the run index could not be written: {e})", flush=True)
+        return None
 
 
 def summary_table(runs: list[NotebookRun]) -> str:
     """A plain-text table: notebook, status, minutes, peak memory, headline numbers."""
     rows = []
     for r in runs:
-        res = {k: v for k, v in r.result.items() if k != "log_tail" and not isinstance(v, (dict, list))}
-        head = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(res.items())[:6])
+        head = headline({k: v for k, v in r.result.items() if k != "log_tail"}, limit=4)
         mem = f"{r.peak_rss_mb / 1024:.1f}" if r.peak_rss_mb else "-"
         rows.append((r.notebook, r.status, f"{r.seconds / 60:.1f}", mem, head))
     w0 = max([len("notebook")] + [len(r[0]) for r in rows])
