@@ -11,7 +11,8 @@ Adding one is one decorated function (or class) in one file::
 What each registry holds, and its metadata keys, is described where the built-in entries live:
 datasets: ``adapter(data_cfg, seed=0, cache_dir=None) -> manifest`` (:mod:`orsalib.data.sources`);
 prior sources: a ``PriorSource`` subclass or ``factory(prior_cfg, device) -> PriorSource``
-(:mod:`orsalib.priors.sources`); occluders: ``painter(canvas, rng, identity)`` (:mod:`orsalib.data.synthfer`).
+(:mod:`orsalib.priors.sources`, :mod:`orsalib.priors.detected`); occluders: ``painter(canvas, rng, identity)``
+(:mod:`orsalib.data.synthfer`).
 
 Each registry knows the module(s) that hold its built-in entries (``providers``) and imports them the first time a
 name is looked up, so :mod:`orsalib.config` can validate names against the registry without importing torch-heavy
@@ -66,7 +67,10 @@ class Registry:
         """Decorator: register the decorated object under ``name`` with metadata ``meta``."""
 
         def deco(obj: Any) -> Any:
-            self._load()  # built-in entries first: a clash with one of them is caught, their order is kept
+            if getattr(obj, "__module__", None) not in self.providers:
+                # built-in entries first: a clash with one of them is caught, their order is kept. A provider's own
+                # entries load nothing: a provider importing another (detected -> sources) keeps the listed order.
+                self._load()
             old = self._entries.get(name)
             if (
                 old is not None
@@ -125,7 +129,7 @@ class Registry:
 
 
 DATASETS = Registry("dataset", providers=("orsalib.data.sources",))
-PRIOR_SOURCES = Registry("prior source", providers=("orsalib.priors.sources",))
+PRIOR_SOURCES = Registry("prior source", providers=("orsalib.priors.sources", "orsalib.priors.detected"))
 OCCLUDERS = Registry("occluder", providers=("orsalib.data.synthfer",))
 
 register_dataset = DATASETS.register

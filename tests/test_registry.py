@@ -35,7 +35,7 @@ def test_builtin_entries_and_metadata():
         "synthfer", "rafdb", "affectnet7", "affectnet8", "occlufer", "fer2013", "ferplus", "imagefolder",
     ]  # fmt: skip
     assert registry.PRIOR_SOURCES.names() == [
-        "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none",
+        "oracle", "mobilefacenet", "segface", "mobilefacenet+segface", "landmark-parsing", "none", "synth-detected",
     ]  # fmt: skip
     assert registry.OCCLUDERS.names() == ["hand", "sunglasses", "mask", "scarf", "object", "face"]
     dataset_keys = {

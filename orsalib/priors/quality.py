@@ -7,13 +7,21 @@
 - :func:`prior_quality_table`: per-sample metrics of a prior store (or of landmark rasterisation applied to the
   ground-truth landmarks) against SynthFER's ground truth, with the occluder type of each sample;
   :func:`summarize_quality` gives the per-occluder means.
+- Per occluder, for any prior sources side by side (e.g. ``oracle`` and ``synth-detected``):
+  :func:`sample_quality` (per sample: NME over all / visible / hidden landmarks, face-class mIoU, per-class pixel
+  counts), :func:`occluder_quality` (per source, split and occluder: mean NMEs, mIoU and per-class IoU over the
+  group's pixels) and :func:`occlusion_effect` (each ``valid_occluded`` face against the same face in ``valid``:
+  the paired difference with a bootstrap CI and a sign-flip p-value, i.e. whether a source is measurably worse
+  under each occluder).
+- :func:`real_face_comparison`: a source's landmarks on real face crops beside MobileFaceNet-68's (no ground truth
+  there: their disagreement, as NME against MobileFaceNet).
 - Figures: :func:`overlay_figure` (images with parsing maps and landmarks), :func:`quality_figure`.
 - :func:`prior_browser`: an ipywidgets browser by class and occluder type (None when ipywidgets is absent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +31,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageOps
 from plotly.subplots import make_subplots
 
-from .parsing import rasterize_parsing
+from .parsing import LAPA_CLASSES, rasterize_parsing
 from .sources import OracleSource
 
 __all__ = [
@@ -33,12 +41,16 @@ __all__ = [
     "has_ground_truth",
     "landmark_nme",
     "mean_iou",
+    "occluder_quality",
+    "occlusion_effect",
     "overlay_figure",
     "parsing_iou",
     "prior_browser",
     "prior_quality_table",
     "quality_figure",
+    "real_face_comparison",
     "real_face_landmarks",
+    "sample_quality",
     "sample_rows",
     "store_overlay",
     "summarize_quality",
@@ -138,6 +150,182 @@ def summarize_quality(df: pd.DataFrame, by: str = "occluder") -> pd.DataFrame:
     g["n"] = df.groupby(by).size()
     total = pd.DataFrame({**{m: [df[m].mean()] for m in metrics}, "n": [len(df)]}, index=["all"])
     return pd.concat([g, total]).rename_axis(by).reset_index()
+
+
+# ----------------------------------------------------------------------------- per occluder, several sources
+#: direction in which each metric gets worse (+1: larger is worse)
+WORSE: dict[str, int] = {"nme": 1, "nme_visible": 1, "nme_hidden": 1, "miou": -1}
+
+
+def _iou_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class intersection and union pixel counts (num_classes,) of two label maps."""
+    pred, gt = np.asarray(pred).ravel().astype(np.int64), np.asarray(gt).ravel().astype(np.int64)
+    inter = np.bincount(gt[pred == gt], minlength=num_classes)[:num_classes]
+    union = np.bincount(pred, minlength=num_classes)[:num_classes] + np.bincount(gt, minlength=num_classes)[
+        :num_classes
+    ] - inter  # fmt: skip
+    return inter, union
+
+
+def _visible(oracle: OracleSource, row: pd.Series) -> np.ndarray | None:
+    """The (68,) visibility flags of a SynthFER row (``visible.npy`` beside ``landmarks.npy``), None without them."""
+    f = oracle._landmarks_file(row).with_name("visible.npy")
+    if not f.is_file():
+        return None
+    vis = np.load(f, mmap_mode="r")
+    return np.asarray(vis[int(row["landmarks_index"])], dtype=bool)
+
+
+def _priors_of(obj: Any, m: pd.DataFrame, ids: list[int], image_size: int, batch_size: int) -> list[dict]:
+    """Priors of rows ``ids``: read from a store (``get``) or computed by a prior source (``compute``)."""
+    if hasattr(obj, "get") and not hasattr(obj, "compute"):
+        return [obj.get(i) for i in ids]
+    from .cache import load_resized
+
+    out: list[dict] = []
+    for b0 in range(0, len(ids), batch_size):
+        rows = m.iloc[ids[b0 : b0 + batch_size]]
+        pri = obj.compute(np.stack([load_resized(p, image_size) for p in rows["path"]]), rows)
+        out += [{k: v[j] for k, v in pri.items()} for j in range(len(rows))]
+    return out
+
+
+def sample_quality(
+    manifest: pd.DataFrame,
+    priors: Mapping[str, Any],
+    image_size: int,
+    splits: Sequence[str] = ("valid", "valid_occluded"),
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """Per-sample quality of one or more prior sources against SynthFER's ground truth.
+
+    Args:
+        manifest: a SynthFER manifest (``landmarks_index``, ``parsing_path``, ``occluder``).
+        priors: ``{name: prior store or PriorSource}``; stores are read (``store.get(row)``, rows of ``manifest``),
+            sources compute on the images resized to ``image_size``.
+        image_size: the model input side (parsing maps are compared at it).
+        splits: the splits scored.
+        batch_size: images per ``compute`` call of a source.
+
+    Returns:
+        one row per (source, sample): ``source, row, split, occluder, label_name, pair`` (the sample's position
+        within its split: SynthFER's ``valid_occluded`` k-th face is ``valid``'s k-th), ``nme``, ``nme_visible`` and
+        ``nme_hidden`` (error over the landmarks an occluder leaves visible / hides, in inter-ocular units; NaN when
+        there are none or no ``visible.npy``), ``miou`` (face classes), and ``inter_<class>`` / ``union_<class>``
+        pixel counts of every LaPa class (for :func:`occluder_quality`).
+    """
+    oracle = OracleSource()
+    m = manifest.reset_index(drop=True)
+    sel = m[m["split"].astype(str).isin(list(splits))]
+    ids = [int(i) for i in sel.index]
+    pair = sel.groupby("split").cumcount().to_dict()
+    truth = {}
+    for i in ids:
+        row = m.iloc[i]
+        lm, par = oracle.read_row(row)
+        if par.shape != (image_size, image_size):
+            par = np.asarray(Image.fromarray(par).resize((image_size, image_size), Image.NEAREST))
+        truth[i] = (lm, par, _visible(oracle, row))
+    out = []
+    for name, obj in priors.items():
+        for i, pri in zip(ids, _priors_of(obj, m, ids, image_size, batch_size)):
+            row, (lm_gt, par_gt, vis) = m.iloc[i], truth[i]
+            rec: dict[str, Any] = {
+                "source": name, "row": i, "split": row["split"], "occluder": row.get("occluder", "none"),
+                "label_name": row.get("label_name", ""), "pair": int(pair[i]),
+            }  # fmt: skip
+            if "landmarks" in pri:
+                lm = np.asarray(pri["landmarks"], dtype=np.float64)
+                err = np.linalg.norm(lm - lm_gt, axis=-1) / max(float(np.linalg.norm(lm_gt[36] - lm_gt[45])), 1e-8)
+                rec["nme"] = float(err.mean())
+                if vis is not None:
+                    rec["nme_visible"] = float(err[vis].mean()) if vis.any() else float("nan")
+                    rec["nme_hidden"] = float(err[~vis].mean()) if (~vis).any() else float("nan")
+            if "parsing" in pri:
+                par = np.asarray(pri["parsing"])
+                rec["miou"] = mean_iou(par, par_gt)
+                inter, union = _iou_counts(par, par_gt)
+                for k, cls in enumerate(LAPA_CLASSES):
+                    rec[f"inter_{cls}"], rec[f"union_{cls}"] = int(inter[k]), int(union[k])
+            out.append(rec)
+    return pd.DataFrame(out)
+
+
+def occluder_quality(samples: pd.DataFrame, by: Sequence[str] = ("source", "split", "occluder")) -> pd.DataFrame:
+    """Per group of :func:`sample_quality` rows (default: source, split, occluder; plus an ``all`` occluder row per
+    source and split): ``n``, mean ``nme`` / ``nme_visible`` / ``nme_hidden`` / ``miou``, and ``iou_<class>`` of every
+    LaPa class over the group's pixels (intersection / union summed over its samples; NaN for a class absent from
+    both maps of every sample)."""
+    by = list(by)
+    metrics = [c for c in WORSE if c in samples.columns]
+    classes = [c for c in LAPA_CLASSES if f"inter_{c}" in samples.columns]
+
+    def agg(g: pd.DataFrame) -> pd.Series:
+        rec: dict[str, Any] = {"n": len(g), **{c: g[c].mean() for c in metrics}}
+        for c in classes:
+            u = g[f"union_{c}"].sum()
+            rec[f"iou_{c}"] = g[f"inter_{c}"].sum() / u if u > 0 else float("nan")
+        return pd.Series(rec)
+
+    parts = [samples.groupby(by, sort=True).apply(agg, include_groups=False).reset_index()]
+    if "occluder" in by and len(by) > 1:
+        rest = [b for b in by if b != "occluder"]
+        total = samples.groupby(rest, sort=True).apply(agg, include_groups=False).reset_index()
+        parts.append(total.assign(occluder="all"))
+    out = pd.concat(parts, ignore_index=True)
+    out["n"] = out["n"].astype(int)
+    return out.sort_values(by, kind="stable", key=lambda s: s.map(lambda v: (v == "all", v))).reset_index(drop=True)
+
+
+def occlusion_effect(
+    samples: pd.DataFrame,
+    metrics: Sequence[str] = ("nme", "miou"),
+    clean: str = "valid",
+    occluded: str = "valid_occluded",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How much worse each source's priors get under each occluder, on the same faces.
+
+    Each ``occluded`` sample is paired with the ``clean`` sample of the same ``pair`` id (SynthFER draws the same
+    face in both splits); per source, occluder (and ``all``) and metric: ``n`` pairs, the ``clean`` and
+    ``occluded`` means, ``diff`` = occluded - clean with a paired-bootstrap 95% CI (``ci_low``, ``ci_high``,
+    ``n_boot`` resamples), ``p`` (two-sided sign-flip permutation test of a zero mean difference, ``n_boot``
+    flips), ``frac_worse`` (pairs that got worse) and ``worse``: True when the whole CI lies on the worse side
+    (:data:`WORSE`: NME up, mIoU down).
+
+    Raises:
+        ValueError: the two splits' faces do not pair up (different labels at one ``pair`` id).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for src, g in samples.groupby("source", sort=False):
+        a = g[g["split"] == clean].set_index("pair")
+        b = g[g["split"] == occluded].set_index("pair")
+        common = b.index.intersection(a.index)
+        if "label_name" in g.columns and (a.loc[common, "label_name"] != b.loc[common, "label_name"]).any():
+            raise ValueError(f"occlusion_effect: {clean!r} and {occluded!r} rows of {src!r} do not show the same faces")
+        for occ in [*sorted(b["occluder"].astype(str).unique()), "all"]:
+            ids = common if occ == "all" else common[(b.loc[common, "occluder"].astype(str) == occ).to_numpy()]
+            for metric in [mt for mt in metrics if mt in g.columns]:
+                d = (b.loc[ids, metric] - a.loc[ids, metric]).to_numpy(dtype=np.float64)
+                d = d[np.isfinite(d)]
+                rec: dict[str, Any] = {"source": src, "occluder": occ, "metric": metric, "n": len(d)}
+                if len(d) == 0:
+                    out.append(rec)
+                    continue
+                boot = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+                flips = (np.where(rng.random((n_boot, len(d))) < 0.5, -1.0, 1.0) * d).mean(1)
+                lo, hi = np.percentile(boot, [2.5, 97.5])
+                sign = WORSE.get(metric, 1)
+                rec.update(
+                    clean=float(a.loc[ids, metric].mean()), occluded=float(b.loc[ids, metric].mean()),
+                    diff=float(d.mean()), ci_low=float(lo), ci_high=float(hi),
+                    p=float((1 + (np.abs(flips) >= abs(d.mean()) - 1e-12).sum()) / (n_boot + 1)),
+                    frac_worse=float((sign * d > 0).mean()), worse=bool(sign * lo > 0 if sign > 0 else sign * hi > 0),
+                )  # fmt: skip
+                out.append(rec)
+    return pd.DataFrame(out)
 
 
 def has_ground_truth(manifest: pd.DataFrame) -> bool:
@@ -294,6 +482,26 @@ def real_face_landmarks(
     pred = LandmarkPredictor(load_mobilefacenet(weights, device), device)
     lm, _ = pred.predict(np.stack(ims))
     return ims, lm
+
+
+def real_face_comparison(
+    files: Sequence[str | Path], source: Any, weights: str | Path, margin: int = 8, device: str = "cpu"
+) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray], pd.DataFrame]:
+    """A prior source's priors (e.g. ``synth-detected``) on real face crops, beside MobileFaceNet-68's landmarks.
+
+    Real faces have no ground truth; the table measures the disagreement: NME of the source's landmarks against
+    MobileFaceNet's (normalised by MobileFaceNet's inter-ocular distance). Images as in :func:`real_face_landmarks`.
+
+    Returns:
+        (padded RGB images, MobileFaceNet landmarks (B, 68, 2), the source's priors, a table with ``file`` and
+        ``nme_vs_mobilefacenet``).
+    """
+    ims, lm_ref = real_face_landmarks(files, weights, margin=margin, device=device)
+    pri = source.compute(np.stack(ims), pd.DataFrame({"path": [str(f) for f in files]}))
+    table = pd.DataFrame({"file": [str(f) for f in files]})
+    if "landmarks" in pri:
+        table["nme_vs_mobilefacenet"] = landmark_nme(pri["landmarks"], lm_ref)
+    return ims, lm_ref, pri, table
 
 
 # ----------------------------------------------------------------------------- interactive browser
