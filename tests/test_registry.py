@@ -52,7 +52,8 @@ def test_builtin_entries_and_metadata():
     assert registry.DATASETS.meta("affectnet8")["num_classes"] == 8
     assert not registry.DATASETS.meta("synthfer")["needs_root"] and registry.DATASETS.meta("synthfer")["ground_truth"]
     for e in registry.PRIOR_SOURCES.entries():
-        assert set(e.meta) == {"description", "keys", "weights", "ground_truth"}, e.name
+        required = {"description", "keys", "weights", "ground_truth"}
+        assert required <= set(e.meta) <= required | {"real_faces"}, e.name
         if isinstance(e.obj, type):
             assert e.obj.name == e.name and tuple(e.obj.keys) == tuple(e.meta["keys"])
     for e in registry.OCCLUDERS.entries():

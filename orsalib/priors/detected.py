@@ -465,6 +465,7 @@ def load_or_train_detectors(
     keys=("landmarks", "parsing"),
     weights=(),
     ground_truth=False,
+    real_faces=False,  # trained on drawn faces: a profile's default on SynthFER only (orsalib.config)
 )
 class SynthDetectedSource(PriorSource):
     """``synth-detected``: landmarks (68, 2) and parsing (S, S) from :class:`Detectors` (see the module docstring for
