@@ -10,6 +10,10 @@ Accepted inputs (a path, or the already-loaded object):
 
 Files are always read with ``torch.load(weights_only=True)``. A mismatch raises :class:`CheckpointError` naming
 the file, with the first 20 missing / unexpected / wrongly shaped keys and their counts.
+
+:func:`write_released_run` turns a released checkpoint into a workbook run folder (``config.json`` +
+``checkpoints/best.pt``), which ``orsa evaluate --run-name`` and ``orsalib.experiments.runs.load_trained`` read like
+any trained run (docs/paper_profile.md, "Evaluating the authors' checkpoint").
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..utils import atomic_torch_save, save_run_config
+
 ORSANET_PREFIXES: tuple[str, ...] = (
     "ir_back.", "ir_layer.", "face_landback.", "face_segment.", "seg_sample.", "seg_encoder.", "seg_fusion.",
     "lm_proj.", "lm_embed.", "pyramid_fuse.", "se_block.", "head.", "norm.",
 )  # fmt: skip
 PRIOR_PREFIXES: tuple[str, ...] = ("face_landback.", "face_segment.")
+RELEASED_RUN_FORMAT = "orsalib.released/1"  # best.pt of a converted run (read by load_trained like a trainer one)
 _SHOW = 20
 
 
@@ -138,10 +145,12 @@ def load_released_checkpoint(
         A :class:`LoadReport`.
     """
     if isinstance(path_or_state, (str, Path)):
-        source = str(path_or_state)
-        obj = read_checkpoint(path_or_state)
-    else:
-        source, obj = "<state dict>", path_or_state
+        return _load_into(model, read_checkpoint(path_or_state), str(path_or_state), strict)
+    return _load_into(model, path_or_state, "<state dict>", strict)
+
+
+def _load_into(model: nn.Module, obj: Any, source: str, strict: bool) -> LoadReport:
+    """:func:`load_released_checkpoint` of an already loaded ``obj``; messages name ``source``."""
     state, hint = _unwrap(obj, source)
     kind = _detect(state, hint)
     if kind == "unknown":
@@ -183,4 +192,53 @@ def load_released_checkpoint(
         raise CheckpointError(f"{source}: no key of the {kind} checkpoint fits the model; nothing was loaded")
     target.load_state_dict(ok, strict=False)
     report.loaded = len(ok)
+    return report
+
+
+def write_released_run(
+    model: nn.Module, checkpoint: str | Path, run_dir: str | Path, config: Any = None, *, strict: bool = True
+) -> LoadReport:
+    """Load a released ORSANet checkpoint into ``model`` and write it as a run folder of the workbook.
+
+    ``run_dir`` gets ``checkpoints/best.pt`` (``{"format", "epoch", "model", "record", "source"}``: the weights of
+    ``model`` after loading, ``epoch`` = the checkpoint's ``iter``) and, when ``config`` is given, ``config.json``
+    (the resolved RunConfig the model was built from, versions, git SHA, the source file and the load summary), so
+    that ``orsa evaluate --run-name`` and :func:`orsalib.experiments.runs.load_trained` score it like a trained run.
+    No ``last.pt`` is written: a converted checkpoint cannot be resumed (it has no workbook optimizer state).
+
+    Args:
+        model: the ORSANet the config builds (``experiments.fer.build_fer_model(cfg, load_prior_weights=False)``).
+            With ``prior.mode="released"`` it holds the frozen MobileFaceNet / SegFace, which are then loaded from the
+            checkpoint (the release trains them in train mode, so their BatchNorm statistics are the checkpoint's);
+            otherwise those keys are skipped and the priors come from the prior cache.
+        checkpoint: the released ``{'iter', 'model_state_dict', 'optimizer_state_dict'}`` file (or a bare state dict).
+        run_dir: the run's train folder, e.g. ``outputs/<run_name>/train``; must not hold a run yet.
+        config: the RunConfig (or dict) to save as ``config.json``; None writes only the checkpoint.
+        strict: as in :func:`load_released_checkpoint`.
+
+    Raises:
+        CheckpointError: the file does not fit ``model``, is not an ORSANet checkpoint, or ``run_dir`` already holds a
+            checkpoint.
+    """
+    run_dir = Path(run_dir)
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.exists() or (run_dir / "checkpoints" / "last.pt").exists():
+        raise CheckpointError(f"{run_dir} already holds a run; choose another run name or move it aside")
+    source = str(checkpoint)
+    obj = read_checkpoint(checkpoint)
+    kind = _detect(*_unwrap(obj, source))
+    if kind != "orsanet":
+        raise CheckpointError(
+            f"{source} holds {kind} weights, not an ORSANet checkpoint; a run needs the whole model "
+            "(prior-network and backbone files go to prior.landmark_weights / prior.parser_weights / "
+            "model.backbone_weights)"
+        )
+    report = _load_into(model, obj, source, strict)
+    epoch = int(obj.get("iter", 0)) if isinstance(obj, dict) and isinstance(obj.get("iter", 0), int) else 0
+    record = {"epoch": epoch, "source": source, "load_report": report.summary()}
+    payload = {"format": RELEASED_RUN_FORMAT, "epoch": epoch, "model": model.state_dict(), "record": record,
+               "source": source}  # fmt: skip
+    atomic_torch_save(payload, best)
+    if config is not None:
+        save_run_config(run_dir, config, extra={"converted_from": source, "load_report": report.summary()})
     return report
