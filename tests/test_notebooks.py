@@ -13,6 +13,7 @@ from orsalib.paths import NOTEBOOKS_DIR, run_dir
 RUN = "smoke-suite"
 SUITE = runbook.list_notebooks(NOTEBOOKS_DIR)
 _failed: list[str] = []
+_ran: list[str] = []
 
 
 @pytest.mark.slow
@@ -38,3 +39,32 @@ def test_notebook_runs_with_smoke_profile(nb):
     res = run_dir(RUN) / "results" / f"{nb.stem}.json"
     assert res.exists(), f"{nb.name} did not record its results"
     assert json.loads(res.read_text()), f"{nb.name} recorded an empty result"
+    _ran.append(nb.stem)
+
+
+@pytest.mark.slow
+def test_verdicts_after_the_suite():
+    """After the smoke suite, results/verdicts.json holds every claim of Tables 2, 3, 4, 6, 7, 8 once, with the
+    verdict's fields, and each notebook that measures claims measured some (numbers not meaningful at this scale)."""
+    from orsalib.experiments import claims
+    from orsalib.experiments.verdicts import NOT_MEASURED, VERDICTS
+
+    if [p.stem for p in SUITE] != _ran:
+        pytest.skip("the whole smoke suite did not run in this session")
+    raw = json.loads(claims.verdicts_path(RUN).read_text())
+    rows = raw["verdicts"]
+    keys = [(r["table"], r["claim"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a claim is listed twice"
+    assert {(v.table, v.claim) for v in claims.expected_claims()} <= set(keys), "a paper claim is missing"
+    for r in rows:
+        assert {"claim", "table", "paper", "ours", "delta", "ci_low", "ci_high", "p", "n", "seeds", "verdict", "mde",
+                "paper_delta", "unit", "note", "source"} <= set(r)  # fmt: skip
+        assert r["verdict"] in VERDICTS
+        if r["verdict"] != NOT_MEASURED:
+            assert r["n"] > 0 and isinstance(r["delta"], float) and r["source"]
+    measured = {r["table"] for r in rows if r["verdict"] != NOT_MEASURED}
+    assert measured == set(claims.CLAIM_TABLES), f"no measured claim in {set(claims.CLAIM_TABLES) - measured}"
+    sources = {r["source"] for r in rows if r["verdict"] != NOT_MEASURED}
+    assert {"50_evaluation_occlusion", "60_ablations", "70_dareloss_cifar10", "71_dareloss_spectralformer",
+            "80_ran_baseline"} <= sources  # fmt: skip
+    assert len(claims.verdict_summary(RUN)) == len(rows)

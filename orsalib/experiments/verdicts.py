@@ -9,9 +9,11 @@ Two units of pairing:
   differences, a t-interval over seeds and the paired t-test.
 
 A claim "A is better than B" (``expected=+1``) *holds* when the whole 95 % CI of A - B lies above 0, is *reversed*
-when it lies below 0, and is *not resolved* when it contains 0. Beside it, the minimum detectable difference (MDE)
-at this budget: the true difference that a paired test at alpha 0.05 would detect with 80 % power, given the spread
-seen here. A verdict is computed, never tuned toward.
+when it lies below 0, and is *not resolved* when it contains 0 (on images, also when the paired test says p >= 0.05:
+on few images the percentile bootstrap is too narrow); a claim whose data this run lacks is *not measured*
+(:func:`not_measured`). Beside it, the minimum detectable difference (MDE) at this budget: the true difference that
+a paired test at alpha 0.05 would detect with 80 % power, given the spread seen here. A verdict is computed, never
+tuned toward. :mod:`orsalib.experiments.claims` turns the notebooks' results into one verdict per paper claim.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,10 @@ from scipy import stats
 
 from ..utils import atomic_write_text
 
-VERDICTS: tuple[str, ...] = ("holds", "reversed", "not resolved")
+NOT_MEASURED = "not measured"
+VERDICTS: tuple[str, ...] = ("holds", "reversed", "not resolved", NOT_MEASURED)
 _Z_POWER = 0.8416212335729143  # z of 80 % power
+ALPHA = 0.05  # the CIs are 1 - ALPHA; on images a verdict also needs the paired test's p < ALPHA
 
 
 @dataclass
@@ -52,9 +56,23 @@ class Verdict:
     paper_delta: float | None = None  # the paper's A - B (points) when it gives both numbers
     seeds: list[int] = field(default_factory=list)
     note: str = ""
+    source: str = ""  # the notebook that measured it, e.g. "50_evaluation_occlusion"
+    dataset: str = ""  # what it was measured on (our data, not the paper's)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def not_measured(
+    claim: str, table: str, paper: str, note: str, *, paper_delta: float | None = None, source: str = "",
+    dataset: str = "",
+) -> Verdict:  # fmt: skip
+    """The row of a claim this run has no data for (``note`` says why): no delta, no CI, verdict ``not measured``."""
+    nan = float("nan")
+    return Verdict(
+        claim=claim, table=table, paper=paper, ours="", delta=nan, ci_low=nan, ci_high=nan, p=nan, n=0, unit="",
+        verdict=NOT_MEASURED, mde=nan, paper_delta=paper_delta, note=note, source=source, dataset=dataset,
+    )  # fmt: skip
 
 
 def verdict_of(low: float, high: float, expected: int = 1) -> str:
@@ -124,16 +142,23 @@ def compare_scores_on_images(
 ) -> Verdict:
     """Verdict from any per-image paired score difference (e.g. drop of B minus drop of A, Table 3).
 
-    ``p`` defaults to the Wilcoxon signed-rank test of ``diff`` (1.0 when every difference is 0).
+    ``p`` defaults to the Wilcoxon signed-rank test of ``diff`` (1.0 when every difference is 0). The verdict is that
+    of the bootstrap CI, except that a CI excluding 0 with ``p >= 0.05`` stays *not resolved* (on few images the
+    percentile bootstrap is too narrow; the note says so).
     """
     d = np.asarray(diff, dtype=np.float64)
     mean, lo, hi = paired_bootstrap(d, n_boot=n_boot, seed=seed)
     if p is None:
         p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) and d.size > 1 else 1.0
+    verdict = verdict_of(lo, hi, expected)
+    if verdict != "not resolved" and not p < ALPHA:
+        # few images: the percentile bootstrap is too narrow; the exact test has the last word
+        verdict = "not resolved"
+        note = (note + "; " if note else "") + f"the bootstrap CI excludes 0 but the paired test does not (p = {p:.3g})"
     return Verdict(
         claim=claim, table=table, paper=paper, ours=ours, delta=100 * mean, ci_low=100 * lo, ci_high=100 * hi,
-        p=p, n=int(d.size), unit="images", verdict=verdict_of(lo, hi, expected),
-        mde=100 * mde_points(float(d.std(ddof=1)), d.size), paper_delta=paper_delta, note=note,
+        p=p, n=int(d.size), unit="images", verdict=verdict, mde=100 * mde_points(float(d.std(ddof=1)), d.size),
+        paper_delta=paper_delta, note=note,
     )  # fmt: skip
 
 
@@ -194,17 +219,22 @@ def compare_over_seeds(
     )  # fmt: skip
 
 
+def _round(x: float | None, digits: int = 2) -> float | None:
+    return round(float(x), digits) if x is not None and math.isfinite(x) else None
+
+
 def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
-    """One row per claim, rounded for reading (the JSON keeps full precision)."""
+    """One row per claim, rounded for reading (the JSON keeps full precision); empty cells where not computable."""
     rows = []
     for v in verdicts:
+        ci = f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}]" if math.isfinite(v.ci_low) and math.isfinite(v.ci_high) else ""
         rows.append({
-            "table": v.table, "claim": v.claim, "paper": v.paper, "ours": v.ours,
-            "delta": round(v.delta, 2), "95% CI": f"[{v.ci_low:+.2f}, {v.ci_high:+.2f}]",
-            "p": round(v.p, 4) if math.isfinite(v.p) else None, "n": f"{v.n} {v.unit}",
-            "MDE": round(v.mde, 2) if math.isfinite(v.mde) else None, "verdict": v.verdict,
+            "table": v.table, "claim": v.claim, "paper": v.paper, "paper Δ": _round(v.paper_delta), "ours": v.ours,
+            "delta": _round(v.delta), "95% CI": ci, "p": _round(v.p, 4),
+            "n": f"{v.n} {v.unit}" if v.unit else "", "MDE": _round(v.mde), "verdict": v.verdict,
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    cols = ["table", "claim", "paper", "paper Δ", "ours", "delta", "95% CI", "p", "n", "MDE", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _finite(x: Any) -> Any:
@@ -220,17 +250,20 @@ def write_verdicts(verdicts: Sequence[Verdict], path: str | Path, **context: Any
 
 
 def read_verdicts(path: str | Path) -> list[Verdict]:
-    """The verdicts of a ``verdicts.json``."""
+    """The verdicts of a ``verdicts.json`` (null read back as NaN; keys this version does not know are ignored)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     nan = float("nan")
+    known = {f.name for f in fields(Verdict)}
     out = []
     for d in raw.get("verdicts", []):
-        d = {k: (nan if v is None and k in ("ci_low", "ci_high", "p", "mde") else v) for k, v in d.items()}
+        d = {k: (nan if v is None and k in ("delta", "ci_low", "ci_high", "p", "mde") else v)
+             for k, v in d.items() if k in known}  # fmt: skip
         out.append(Verdict(**d))
     return out
 
 
 __all__ = [
+    "NOT_MEASURED",
     "VERDICTS",
     "Verdict",
     "compare_on_images",
@@ -238,6 +271,7 @@ __all__ = [
     "compare_scores_on_images",
     "mcnemar_p",
     "mde_points",
+    "not_measured",
     "paired_bootstrap",
     "read_verdicts",
     "verdict_of",

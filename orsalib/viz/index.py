@@ -5,6 +5,8 @@ files (CSV + JSON, interactive HTML + static PNG) and says what it is (the capti
 ``save_table``, else one derived from the file). Each notebook's headline numbers (``results/NN_*.json``) head its
 group: accuracies in %, last and best epoch side by side. A smoke run carries a "numbers not meaningful" banner.
 
+The verdict of every paper claim (``results/verdicts.json``, :mod:`orsalib.experiments.claims`) is tabulated first.
+
 - :func:`write_run_index` (called at the end of ``orsa reproduce``);
 - :func:`headline`: one line of a notebook's headline numbers (the run summary prints it).
 """
@@ -28,7 +30,8 @@ FOLDERS: dict[str, str] = {
     "notebooks": "executed notebooks (papermill), with their outputs and figures",
     "tables": "NN_<name>.csv + NN_<name>.json (records) of every table",
     "figures": "NN_<name>.html (interactive, offline: plotly.min.js beside) + NN_<name>.png (static copy)",
-    "results": "NN_<notebook>.json: the headline numbers of each notebook (the run summary is built from them)",
+    "results": "NN_<notebook>.json: the headline numbers of each notebook (the run summary is built from them); "
+    "verdicts.json: a verdict for every paper claim",
     "data": "manifest.csv + manifest.validation.json of the run's dataset (notebook 10)",
     "train": "notebook 40's training run: config.json, metrics.jsonl, summary.json, checkpoints/{last,best}.pt",
     "baseline": "notebook 50's prior-free baseline: train/ (same layout as train/)",
@@ -41,6 +44,7 @@ FILES: dict[str, str] = {
     "index.html": "this page",
     "artefacts.json": "every saved table and figure with its caption (the source of this page)",
     "runbook.json": "status, minutes and headline numbers of every notebook of the last `orsa reproduce`",
+    "results/verdicts.json": "every claim of the paper's Tables 2, 3, 4, 6, 7, 8: paired difference, 95% CI, verdict",
 }
 
 # ----------------------------------------------------------------------------- headline numbers
@@ -204,7 +208,48 @@ overflow:hidden;text-overflow:ellipsis} .kind{display:inline-block;width:46px;co
 .name{font-family:ui-monospace,Menlo,monospace} .cap{color:#444} img.thumb{height:26px;vertical-align:middle;
 margin-right:6px;border:1px solid #ddd} .banner{background:#ffebee;color:#b00020;border:1px solid #b00020;
 padding:6px 10px;border-radius:4px;font-weight:600} table.folders td{padding:1px 10px 1px 0;vertical-align:top}
+table.verdicts{border-collapse:collapse;font-size:13px} table.verdicts td,table.verdicts th{padding:2px 8px;
+border-bottom:1px solid #eee;text-align:left} td.num{text-align:right;font-family:ui-monospace,Menlo,monospace}
+.v-holds{color:#1b7a1b;font-weight:600} .v-reversed{color:#b00020;font-weight:600} .v-not-resolved{color:#666}
+.v-not-measured{color:#aaa}
 """
+
+
+def _fmt_num(x: Any, spec: str = "+.2f") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else ""
+
+
+def _verdicts_section(root: Path) -> list[str]:
+    """The table of ``results/verdicts.json`` (one row per paper claim), or nothing when the run has none."""
+    path = root / "results" / "verdicts.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("verdicts", []) if path.exists() else []
+    except (OSError, ValueError, AttributeError):
+        rows = []
+    if not rows:
+        return []
+    e = html.escape
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[str(r.get("verdict"))] = counts.get(str(r.get("verdict")), 0) + 1
+    out = ["<h2 id='verdicts'>Paper claims: verdicts</h2>",
+           f"<p class='meta'>{e(', '.join(f'{n} {k}' for k, n in counts.items()))} · "
+           "<a href='results/verdicts.json'>results/verdicts.json</a> · ours: mean paired difference in points "
+           "(A − B, same images or same seeds) with its 95% CI; not resolved: the CI contains 0</p>",
+           "<table class='verdicts'><tr><th>table</th><th>claim</th><th>paper Δ</th><th>ours Δ</th>"
+           "<th>95% CI</th><th>n</th><th>MDE</th><th>verdict</th></tr>"]  # fmt: skip
+    for r in rows:
+        lo, hi = _fmt_num(r.get("ci_low")), _fmt_num(r.get("ci_high"))
+        n = f"{r.get('n')} {r.get('unit')}" if r.get("unit") else ""
+        v = str(r.get("verdict", ""))
+        title = e(" · ".join(str(r.get(k) or "") for k in ("paper", "ours", "note") if r.get(k)), quote=True)
+        out.append(f"<tr title=\"{title}\"><td>{e(str(r.get('table', '')))}</td><td>{e(str(r.get('claim', '')))}</td>"
+                   f"<td class='num'>{_fmt_num(r.get('paper_delta'))}</td><td class='num'>{_fmt_num(r.get('delta'))}"
+                   f"</td><td class='num'>{f'[{lo}, {hi}]' if lo and hi else ''}</td><td>{e(n)}</td>"
+                   f"<td class='num'>{_fmt_num(r.get('mde'), '.2f')}</td>"
+                   f"<td class='v-{e(v.replace(' ', '-'))}'>{e(v)}</td></tr>")  # fmt: skip
+    out.append("</table>")
+    return out
 
 
 def write_run_index(run_name: str) -> Path:
@@ -248,6 +293,7 @@ def write_run_index(run_name: str) -> Path:
         if (root / f).exists() or f == "index.html":
             out.append(f"<tr><td><a href='{e(f)}'><code>{e(f)}</code></a></td><td>{e(what)}</td></tr>")
     out.append("</table>")
+    out += _verdicts_section(root)
     groups = sorted({r.get("notebook") or "" for r in items} | {k for k in results if len(k) == 2} | set(runbook))
     for g in [g for g in groups if g] + ([""] if "" in groups else []):
         stem = names.get(g) or (results.get(g, ("",))[0]) or g

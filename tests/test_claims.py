@@ -1,0 +1,305 @@
+"""A verdict for every paper claim: each table family on constructed inputs (a known difference is found, a null one
+is not), "not measured" rows, and the shared verdicts.json (schema, merging, replacing)."""
+
+import json
+import math
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orsalib.experiments import claims as C
+from orsalib.experiments.verdicts import NOT_MEASURED, VERDICTS, compare_over_seeds
+from orsalib.paper import TABLE2, TABLE6, table7_delta, table8_delta
+
+FIELDS = {"claim", "table", "paper", "ours", "delta", "ci_low", "ci_high", "p", "n", "unit", "verdict", "mde",
+          "paper_delta", "seeds", "note", "source", "dataset"}  # fmt: skip
+BASE = {"the prior-free baseline": "base"}
+
+
+def _run() -> str:
+    return f"claims-{uuid.uuid4().hex[:8]}"
+
+
+def _by_claim(vs):
+    return {v.claim: v for v in vs}
+
+
+def _hits(rng, n, p):
+    return rng.random(n) < p
+
+
+# ----------------------------------------------------------------------------- Tables 2, 3, 4 (images)
+def _clean_pair(rng, n=2000, lose=0.1):
+    a = _hits(rng, n, 0.8)
+    b = a & ~_hits(rng, n, lose)  # B = A minus a share of A's hits: a known gap of ~ 0.8 * lose
+    return a, b
+
+
+def test_table2_known_difference_is_found_and_images_are_paired_by_id():
+    rng = np.random.default_rng(0)
+    a, b = _clean_pair(rng)
+    ids = np.arange(1000, 3000)
+    sa = pd.Series(a, index=ids)
+    perm = rng.permutation(len(ids))
+    sb = pd.Series(b[perm], index=ids[perm])  # another order: pairing goes by image id, not by position
+    sb = pd.concat([sb, pd.Series([True] * 50, index=np.arange(50))])  # images only B saw: left out
+    (v,) = C.table2_claims({("ORSANet", "clean"): sa, ("base", "clean"): sb}, "ORSANet", BASE, dataset="synthfer")
+    assert v.table == "Table 2" and v.verdict == "holds" and v.n == 2000 and v.unit == "images"
+    assert v.delta == pytest.approx(100 * (a.mean() - b.mean())) and v.ci_low > 0 and v.p < 1e-6
+    assert v.paper_delta == pytest.approx(TABLE2["ORSANet"]["RAF-DB"] - TABLE2["POSTER V2"]["RAF-DB"], abs=1e-9)
+    assert v.dataset == "synthfer" and "92.28" in v.paper
+    (r,) = C.table2_claims({("ORSANet", "clean"): sb, ("base", "clean"): sa}, "ORSANet", BASE)
+    assert r.verdict == "reversed"
+
+
+def test_table2_null_is_not_resolved_and_ran_row_is_the_papers():
+    rng = np.random.default_rng(1)
+    n = 600
+    correct = {("ORSANet", "clean"): pd.Series(_hits(rng, n, 0.7)), ("RAN", "clean"): pd.Series(_hits(rng, n, 0.7))}
+    (v,) = C.table2_claims(correct, "ORSANet", {"RAN": "RAN"})
+    assert v.verdict == "not resolved" and v.ci_low < 0 < v.ci_high
+    assert v.paper == "92.28 vs 88.90 (RAN)" and v.paper_delta == pytest.approx(3.38)
+    assert math.isfinite(v.mde) and v.mde > 0
+
+
+def test_table2_not_measured_rows():
+    vs = C.table2_claims({}, "ORSANet", {"the prior-free baseline": None, "RAN": "RAN"})
+    assert [v.verdict for v in vs] == [NOT_MEASURED, NOT_MEASURED]
+    assert "not evaluated" in vs[0].note and "no predictions" in vs[1].note
+    assert all(math.isnan(v.delta) and v.n == 0 for v in vs)
+
+
+def _sweep_correct(rng, n, drop_main, drop_base, ratios=(0.1, 0.2, 0.3)):
+    clean = _hits(rng, n, 0.9)
+    out = {("ORSANet", "clean"): pd.Series(clean), ("base", "clean"): pd.Series(clean.copy())}
+    for r in ratios:
+        cond = f"rectangle {round(100 * r)}%"
+        out[("ORSANet", cond)] = pd.Series(clean & ~_hits(rng, n, drop_main))
+        out[("base", cond)] = pd.Series(clean & ~_hits(rng, n, drop_base))
+    return out
+
+
+def test_table3_degradation_known_difference_is_found():
+    rng = np.random.default_rng(2)
+    vs = _by_claim(C.table3_claims(_sweep_correct(rng, 2000, 0.05, 0.30), "ORSANet", BASE))
+    assert len(vs) == 6  # accuracy and degradation at 10/20/30 %
+    d = vs["ORSANet degrades less than the prior-free baseline from 0 to 20% occlusion"]
+    assert d.verdict == "holds" and d.table == "Table 3" and d.unit == "images" and d.n == 2000
+    assert 18 < d.delta < 27 and d.ci_low > 0 and d.p < 1e-6  # true gap 0.9 * (0.30 - 0.05) = 22.5 points
+    assert "accuracy change" in d.ours and "by the paper's own numbers" in d.paper
+    a = vs["ORSANet beats the prior-free baseline under 30% occlusion"]
+    assert a.verdict == "holds" and a.paper_delta == pytest.approx(84.02 - 82.53)
+
+
+def test_table3_null_and_missing_ratios():
+    rng = np.random.default_rng(3)
+    vs = _by_claim(C.table3_claims(_sweep_correct(rng, 800, 0.2, 0.2, ratios=(0.2, 0.25)), "ORSANet", BASE))
+    assert vs["ORSANet degrades less than the prior-free baseline from 0 to 20% occlusion"].verdict == "not resolved"
+    assert vs["ORSANet beats the prior-free baseline under 20% occlusion"].verdict == "not resolved"
+    for pct in ("10%", "30%"):  # paper ratios not evaluated here: listed, not measured
+        claim = f"ORSANet degrades less than the prior-free baseline from 0 to {pct} occlusion"
+        assert vs[claim].verdict == NOT_MEASURED
+    extra = vs["ORSANet beats the prior-free baseline under 25% occlusion"]  # a ratio the paper has not
+    assert extra.paper == "no such ratio in the paper" and extra.paper_delta is None and extra.verdict in VERDICTS
+
+
+def test_table4_real_columns():
+    rng = np.random.default_rng(4)
+    a, b = _clean_pair(rng, 1500, 0.15)
+    correct = {("ORSANet", "real: valid_occluded"): pd.Series(a), ("base", "real: valid_occluded"): pd.Series(b),
+               ("ORSANet", "real: valid_occluded / hand"): pd.Series(a[:10]),
+               ("base", "real: valid_occluded / hand"): pd.Series(b[:10])}  # fmt: skip
+    vs = _by_claim(C.table4_claims(correct, "ORSANet", BASE))
+    assert len(vs) == 2
+    raf = vs["ORSANet beats the prior-free baseline on real occlusion (RAF-DB (occlu) analogue)"]
+    assert raf.verdict == "holds" and raf.n == 1500 and raf.paper_delta == pytest.approx(87.75 - 87.02)
+    assert vs["ORSANet beats the prior-free baseline on real occlusion (Occlu-FER analogue)"].verdict == NOT_MEASURED
+    assert C.real_column("real: occlu_fer") == "Occlu-FER" and C.real_column("real: valid_occluded") == "RAF-DB (occlu)"
+
+
+def test_per_image_correct_lines_up_clean_and_occluded_copies():
+    from orsalib.engine.evaluate import Predictions
+
+    def pred(correct_rows, indices):
+        labels = np.zeros(len(indices), dtype=np.int64)
+        logits = np.zeros((len(indices), 2), dtype=np.float32)
+        logits[:, 1] = [0.0 if ok else 1.0 for ok in correct_rows]  # argmax 0 = right
+        return Predictions(logits=logits, labels=labels, indices=np.asarray(indices, dtype=np.int64))
+
+    src_rows = np.array([10, 11, 12, 13])  # rows of the source manifest
+    clean_m = pd.DataFrame({"source_index": src_rows}, index=src_rows)  # the reused loader yields manifest rows
+    occ_m = pd.DataFrame({"source_index": src_rows})  # copies: index 0..3
+    conds = [SimpleNamespace(name="clean", manifest=clean_m), SimpleNamespace(name="rectangle 20%", manifest=occ_m)]
+    sweep = SimpleNamespace(conditions=conds, predictions={
+        ("m", "clean"): pred([True, True, False, True], [13, 10, 11, 12]),
+        ("m", "rectangle 20%"): pred([False, True, True, True], [3, 0, 1, 2]),
+    })  # fmt: skip
+    c = C.per_image_correct(sweep)
+    assert list(c[("m", "clean")].sort_index().index) == [10, 11, 12, 13]
+    assert c[("m", "clean")].loc[13] and not c[("m", "clean")].loc[11]
+    assert not c[("m", "rectangle 20%")].loc[13] and c[("m", "rectangle 20%")].loc[10]
+
+
+def test_few_images_bootstrap_is_overruled_by_the_exact_test():
+    from orsalib.experiments.verdicts import compare_on_images
+
+    # 21 images, 5 discordant pairs all for A: the percentile bootstrap CI excludes 0, McNemar p = 0.0625 does not
+    a = np.array([1] * 5 + [0] * 16, dtype=bool)
+    v = compare_on_images("A beats B", "Table 2", "", a, np.zeros(21, dtype=bool), seed=0)
+    assert v.ci_low > 0 and v.p == pytest.approx(0.0625)
+    assert v.verdict == "not resolved" and "paired test does not" in v.note
+
+
+# ----------------------------------------------------------------------------- Tables 6, 7, 8 (seeds)
+def _ablation_runs(seeds=(0, 1, 2, 3, 4)):
+    rng = np.random.default_rng(5)
+    rows = []
+    for s in seeds:
+        base = 0.70 + 0.02 * rng.standard_normal()
+        for v, gap in (("full", 0.0), ("w/o segmentation prior", 0.10), ("w/o cross-interaction", None)):
+            noise = 0.005 * rng.standard_normal() if gap else 0.0
+            x = base - gap + noise if gap is not None else 0.70 + 0.02 * rng.standard_normal()  # null: independent
+            rows.append({"variant": v, "seed": s, "clean_acc": x, "occluded_acc": x - 0.1,
+                         "real_occluded_acc": float("nan"), "occluded_condition": "rectangle 20%"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_table6_known_null_and_not_measured():
+    vs = C.table6_claims(_ablation_runs(), dataset="synthfer")
+    assert len(vs) == 5 * 4 and all(v.table == "Table 6" for v in vs)
+    by = _by_claim(vs)
+    seg = by["removing segmentation prior hurts (clean images, RAF-DB analogue)"]
+    assert seg.verdict == "holds" and seg.unit == "seeds" and seg.n == 5 and seg.seeds == [0, 1, 2, 3, 4]
+    assert seg.delta == pytest.approx(10.0, abs=1.0)
+    assert seg.paper_delta == pytest.approx(TABLE6["full"]["RAF-DB"] - 92.15)
+    assert by["removing segmentation prior hurts (artificial occlusion; not a column of the paper)"].verdict == "holds"
+    assert by["removing cross-interaction hurts (clean images, RAF-DB analogue)"].verdict != "holds"
+    assert by["removing segmentation prior hurts (real occlusion, RAF-DB (occlu) analogue)"].verdict == NOT_MEASURED
+    assert by["removing segmentation prior hurts (Occlu-FER analogue)"].verdict == NOT_MEASURED
+    assert by["removing DARELoss hurts (clean images, RAF-DB analogue)"].note == "variant 'w/o DARELoss' not run"
+    one = _by_claim(C.table6_claims(_ablation_runs(seeds=(0,))))
+    assert "one seed" in one["removing segmentation prior hurts (clean images, RAF-DB analogue)"].note
+
+
+def _dare_runs(kind, gap, seeds=(0, 1, 2, 3)):
+    rng = np.random.default_rng(6)
+    rows = []
+    for s in seeds:
+        if kind == "hsi":
+            for scene, mode in (("indian_pines", "pixel"), ("pavia_u", "patch")):
+                oa = 70 + rng.standard_normal()
+                for var, g in (("without", 0.0), ("with", gap)):
+                    rows.append({"task": f"{scene} {mode}", "model": f"spectralformer_{mode}", "variant": var,
+                                 "seed": s, "OA": oa + g, "AA": oa + g, "kappa": (oa + g) / 100,
+                                 "dataset": "semi-synthetic"})  # fmt: skip
+        else:
+            top1 = 60 + rng.standard_normal()
+            for var, g in (("without", 0.0), ("with", gap)):
+                rows.append({"model": "crossvit_tiny", "family": "crossvit", "variant": var, "seed": s,
+                             "top1": top1 + g, "top5": 95.0 + rng.standard_normal(), "dataset": "digits"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_table7_known_difference_and_missing_scenes():
+    vs = C.table7_claims(_dare_runs("hsi", 2.0))
+    assert len(vs) == 12 and all(v.table == "Table 7" for v in vs)
+    by = _by_claim(vs)
+    oa = by["DARELoss improves SpectralFormer OA on Indian Pines (pixel-wise)"]
+    assert oa.verdict == "holds" and oa.delta == pytest.approx(2.0) and oa.n == 4 and oa.dataset == "semi-synthetic"
+    assert oa.paper_delta == table7_delta("indian_pines", "pixel", "OA")
+    k = by["DARELoss improves SpectralFormer kappa on Pavia University (patch-wise)"]
+    assert k.delta == pytest.approx(2.0)  # kappa x 100, the paper's unit
+    assert by["DARELoss improves SpectralFormer OA on Pavia University (pixel-wise)"].verdict == NOT_MEASURED
+    flip = _by_claim(C.table7_claims(_dare_runs("hsi", -2.0)))
+    assert flip["DARELoss improves SpectralFormer AA on Indian Pines (pixel-wise)"].verdict == "reversed"
+
+
+def test_table8_known_and_null():
+    by = _by_claim(C.table8_claims(_dare_runs("image", 1.5)))
+    assert len(by) == 4
+    t1 = by["DARELoss improves CrossViT top-1 on CIFAR-10"]
+    assert t1.verdict == "holds" and t1.paper_delta == table8_delta("crossvit") and t1.dataset == "digits"
+    assert by["DARELoss improves CrossViT top-5 on CIFAR-10"].verdict != "holds"  # top-5: independent draws
+    assert by["DARELoss improves GFNet top-1 on CIFAR-10"].verdict == NOT_MEASURED
+
+
+# ----------------------------------------------------------------------------- the shared file
+def test_expected_claims_cover_every_table():
+    vs = C.expected_claims()
+    assert {v.table for v in vs} == set(C.CLAIM_TABLES)
+    assert len({(v.table, v.claim) for v in vs}) == len(vs) == 54
+    assert all(v.verdict == NOT_MEASURED and v.source and "notebook" in v.note for v in vs)
+
+
+def test_record_verdicts_schema_merge_and_replace():
+    run = _run()
+    rng = np.random.default_rng(7)
+    a, b = _clean_pair(rng, 500)
+    first = C.table2_claims({("O", "clean"): pd.Series(a), ("base", "clean"): pd.Series(b)}, "O", BASE,
+                            source="50_evaluation_occlusion")  # fmt: skip
+    path = C.record_verdicts(run, first, profile="smoke")
+    assert path == C.verdicts_path(run) and path.name == "verdicts.json" and path.parent.name == "results"
+    raw = json.loads(path.read_text())  # strict JSON: NaN written as null
+    assert raw["profile"] == "smoke" and raw["run_name"] == run and set(raw["counts"]) == set(VERDICTS)
+    rows = raw["verdicts"]
+    assert {r["table"] for r in rows} == set(C.CLAIM_TABLES) and len(rows) == 54
+    for r in rows:
+        assert set(r) == FIELDS and r["verdict"] in VERDICTS and isinstance(r["seeds"], list)
+        if r["verdict"] != NOT_MEASURED:
+            assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["n"] > 0 and r["unit"] in ("images", "seeds")
+    measured = [r for r in rows if r["verdict"] != NOT_MEASURED]
+    assert [r["claim"] for r in measured] == ["ORSANet beats the prior-free baseline (clean)"]
+    # another notebook: its rows join, the first one's stay
+    seeds = compare_over_seeds("DARELoss improves CrossViT top-1 on CIFAR-10", "Table 8", "88.76 vs 87.91",
+                               [61.0, 62.0, 63.0], [60.0, 60.5, 61.0], [0, 1, 2])  # fmt: skip
+    C.record_verdicts(run, [seeds], notebook="70")
+    # a rerun of the first: replaced, never duplicated
+    again = C.table2_claims({("O", "clean"): pd.Series(b), ("base", "clean"): pd.Series(a)}, "O", BASE)
+    C.record_verdicts(run, again)
+    raw = json.loads(path.read_text())
+    keys = [(r["table"], r["claim"]) for r in raw["verdicts"]]
+    assert len(keys) == len(set(keys)) == 54 and raw["profile"] == "smoke" and raw["notebook"] == "70"
+    by = {r["claim"]: r for r in raw["verdicts"]}
+    assert by["ORSANet beats the prior-free baseline (clean)"]["verdict"] == "reversed"
+    assert by["DARELoss improves CrossViT top-1 on CIFAR-10"]["verdict"] == "holds"
+    assert raw["counts"]["reversed"] == 1 and raw["counts"]["holds"] == 1
+    assert [r["table"] for r in raw["verdicts"]] == sorted((r["table"] for r in raw["verdicts"]),
+                                                          key=C.CLAIM_TABLES.index)  # fmt: skip
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_record_verdicts_refuses_unknown_verdicts():
+    v = C.expected_claims()[0]
+    v.verdict = "probably"
+    with pytest.raises(ValueError, match="unknown verdicts"):
+        C.record_verdicts(_run(), [v])
+
+
+def test_verdict_summary_and_report():
+    run = _run()
+    assert len(C.verdict_summary(run)) == 54  # no file yet: every claim, not measured
+    C.record_verdicts(run, C.table6_claims(_ablation_runs()))
+    df = C.verdict_summary(run)
+    assert list(df.columns)[-2:] == ["verdict", "source"] and set(df["table"]) == set(C.CLAIM_TABLES)
+    assert C.verdict_counts(df)["holds"] >= 2
+    text = C.verdict_report(run)
+    assert text.splitlines()[0].startswith("verdicts (") and len(text.splitlines()) == 55 and "holds" in text
+
+
+def test_verdict_figure_and_run_index_section():
+    from orsalib.viz import write_run_index
+    from orsalib.viz.static import render_png
+    from orsalib.viz.verdicts import verdict_figure
+
+    vs = C.table6_claims(_ablation_runs())
+    fig = verdict_figure(vs)
+    drawn = [t for t in fig.data if t.name in ("holds", "not resolved", "reversed")]
+    assert sum(len(t.x) for t in drawn) == sum(v.verdict != NOT_MEASURED for v in vs)
+    assert "not measured" in fig.layout.title.text and render_png(fig)[:4] == b"\x89PNG"
+    run = _run()
+    C.record_verdicts(run, vs)
+    page = write_run_index(run).read_text()
+    assert "Paper claims: verdicts" in page and page.count("<tr title=") == 54 and "v-holds" in page
