@@ -37,10 +37,11 @@ from .engine.evaluate import predict
 from .engine.trainer import CheckpointError
 from .experiments.check import run_check
 from .experiments.deploy import export_model, predict_images
-from .experiments.fer import prepare_fer_data, train_fer
+from .experiments.fer import TRAIN_SUBDIR, build_fer_model, prepare_fer_data, train_fer
 from .experiments.runs import find_run, load_trained
 from .models import list_models, model_doc, model_meta
 from .models.convert import CheckpointError as ConvertCheckpointError
+from .models.convert import write_released_run
 from .paths import NOTEBOOKS_DIR, run_dir
 from .priors.cache import PriorCache
 from .priors.landmarks import WeightsError
@@ -243,6 +244,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0 if info["max_abs_diff"] <= args.tolerance else 1
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    args.run_name = args.run_name or Path(args.checkpoint).stem
+    sets = list(args.set or [])
+    if not any(x.startswith("prior.mode=") for x in sets):
+        sets.append(f"prior.mode={args.prior_mode}")
+    args.set, args.seed, args.device, args.config = sets, None, None, ""
+    cfg = resolve_train_config(args)
+    rd = run_dir(cfg.run_name, create=False) / TRAIN_SUBDIR
+    model = build_fer_model(cfg, load_prior_weights=False)
+    report = write_released_run(model, args.checkpoint, rd, cfg)
+    print(report.summary())
+    print(f"-> {rd}; score it with: orsa evaluate --run-name {cfg.run_name}")
+    return 0
+
+
 def _cmd_flops(args: argparse.Namespace) -> int:
     print(complexity_table(args.models).to_string(index=False))
     return 0
@@ -376,6 +392,19 @@ def _add_deploy(sub: Any) -> None:
     e.set_defaults(func=_cmd_export)
 
 
+def _add_convert(sub: Any) -> None:
+    c = sub.add_parser("convert", help="turn a released ORSANet checkpoint into a run that orsa evaluate scores")
+    c.add_argument("checkpoint", help="the released {'iter', 'model_state_dict', ...} file")
+    c.add_argument("--profile", default="paper", help="the profile of the model (default paper: orsanet_large)")
+    c.add_argument("--dataset", default=None, help="the dataset to score it on (default: detected from --data-root)")
+    c.add_argument("--data-root", default=None, help="the dataset's folder")
+    c.add_argument("--run-name", default="", help="outputs/<run-name>/train (default: the checkpoint's file name)")
+    c.add_argument("--prior-mode", default="released", choices=("released", "cached"),
+                   help="released (default): the checkpoint's frozen prior networks are used as trained")  # fmt: skip
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, as orsa train")
+    c.set_defaults(func=_cmd_convert)
+
+
 def _add_check(sub: Any) -> None:
     c = sub.add_parser("check", help="pre-flight: data, prior weights, device, expected time and memory of a run")
     c.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
@@ -392,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orsa", description="ORSA workbook: occlusion-robust FER (ORSANet, RAN, DARELoss)")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_reproduce, _add_check, _add_train, _add_evaluate, _add_priors, _add_deploy, _add_small):
+    for add in (_add_reproduce, _add_check, _add_train, _add_evaluate, _add_priors, _add_deploy, _add_convert,
+                _add_small):  # fmt: skip
         add(sub)
     return p
 

@@ -85,3 +85,11 @@ def test_export_onnx_parity_through_the_cli(outputs, capsys):
     assert "parity with PyTorch" in out and (outputs / "orsa" / "export" / "model.onnx").is_file()
     info = export_model(outputs / "base" / "train", outputs / "base" / "export" / "b.onnx", "onnx")
     assert info["inputs"] == ["image"] and info["max_abs_diff"] <= 1e-4
+
+
+def test_convert_verb_needs_a_checkpoint(outputs, tmp_path, capsys):
+    # the full released-checkpoint path runs in tests/test_paper_path.py; here the verb's error path
+    raf = tmp_path / "raf"
+    raf.mkdir()
+    rc = main(["convert", str(tmp_path / "missing.pth"), "--profile", "smoke", "--dataset", "synthfer"])
+    assert rc == 2 and "missing.pth" in capsys.readouterr().err

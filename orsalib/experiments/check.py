@@ -96,8 +96,8 @@ def check_weights(cfg: RunConfig, report: CheckReport, device: torch.device) -> 
     source = None
     try:
         source = get_prior_source(cfg.prior, device)
-        predictor = getattr(source, "predictor", None)  # network sources load (and check) their file here
-        del predictor
+        for part in getattr(source, "parts", (source,)):  # combined sources (mobilefacenet+segface): every network
+            getattr(part, "predictor", None)  # network sources load (strictly: the right network) their file here
     except (ValueError, FileNotFoundError) as e:
         report.problem(f"prior source {cfg.prior.source!r}: {' '.join(str(e).split())}")
     for f in _weight_fields(cfg):
@@ -108,6 +108,9 @@ def check_weights(cfg: RunConfig, report: CheckReport, device: torch.device) -> 
             report.problem(f"weights: prior.{f} = {path} does not exist")
         else:
             report.say(f"weights: prior.{f} = default location (see data/README.md)")
+    if not cfg.model.backbone_weights and model_meta(cfg.model.name).get("image_size") == 224:
+        report.say("  note: model.backbone_weights is empty: the IR-50 starts from random weights; the release "
+                   "starts from the face-recognition ir50.pth (--set model.backbone_weights=data/weights/ir50.pth)")
     if cfg.model.backbone_weights:
         p = Path(cfg.model.backbone_weights)
         if p.is_file():
@@ -183,43 +186,52 @@ def _step_seconds(cfg: RunConfig, model: torch.nn.Module, batch: dict, device: t
 
 
 def estimate_cost(cfg: RunConfig, report: CheckReport, device: torch.device, source: Any, images: dict) -> None:
-    """Measured seconds per training image and per prior extraction, scaled to the run; peak memory of a step."""
+    """Measured seconds per training image and per prior extraction, scaled to the run; peak memory of a step.
+
+    Time: median of steps at batch 4 after a warm-up step (so that one-off costs are not counted per image).
+    Memory: the process peak after steps at batch 2 and then 4 (the optimizer, SAM and gradient state exist by
+    then), extrapolated linearly to the profile's batch size.
+    """
     model = build_fer_model(cfg, load_prior_weights=False).to(device).train()
-    base = _rss_mb()
-    _step_seconds(cfg, model, _fake_batch(cfg, 2, source), device, repeat=1)  # warm-up (allocations, kernels)
-    one = _step_seconds(cfg, model, _fake_batch(cfg, 1, source), device)
-    two = _step_seconds(cfg, model, _fake_batch(cfg, 2, source), device)
-    per_image = max(two - one, two / 2, 1e-4)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _step_seconds(cfg, model, _fake_batch(cfg, 2, source), device, repeat=1)  # warm-up: state, allocations, kernels
+    at2 = _rss_mb()
+    per_image = _step_seconds(cfg, model, _fake_batch(cfg, 4, source), device) / 4
+    at4 = _rss_mb()
     n_train = images.get("train", 0)
     n_eval = sum(v for k, v in images.items() if k != "train")
     steps = cfg.train.max_steps_per_epoch or max(1, -(-n_train // cfg.train.batch_size))
     epoch_s = steps * cfg.train.batch_size * per_image + n_eval * per_image / 3  # eval: forward only (~1/3)
     total_h = epoch_s * cfg.train.epochs / 3600
-    report.say(f"cost: one training step {per_image:.3f} s per image on {device} (measured at batch 1 and 2)")
+    report.say(f"cost: one training step {per_image:.3f} s per image on {device} (median of steps at batch 4)")
     total = f"{total_h:.1f} h" if total_h >= 1 else f"{total_h * 60:.1f} min"
     report.say(f"  epoch ~ {epoch_s / 60:.1f} min ({steps} steps of {cfg.train.batch_size}, {n_eval} eval images); "
                f"{cfg.train.epochs} epochs ~ {total} on this machine, now (load {os.getloadavg()[0]:.1f})")  # fmt: skip
     report.facts.update(seconds_per_train_image=per_image, epoch_minutes=epoch_s / 60, total_hours=total_h)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
-        report.say(f"  peak GPU memory at batch 2: {peak:.0f} MB (scales about linearly with the batch)")
+        report.say(f"  peak GPU memory at batch 4: {peak:.0f} MB (activations grow about linearly with the batch)")
     else:
-        grown = max(_rss_mb() - base, 0.0)
-        at_batch = base + grown * cfg.train.batch_size / 2
+        per = max(at4 - at2, 0.0) / 2
+        at_batch = at4 + per * (cfg.train.batch_size - 4)
         report.say(f"  peak memory ~ {at_batch / 1024:.1f} GB at batch {cfg.train.batch_size} "
-                   f"(process {base / 1024:.1f} GB + {grown:.0f} MB per 2 images)")  # fmt: skip
+                   f"({at4 / 1024:.1f} GB at batch 4, + {per:.0f} MB per image)")  # fmt: skip
         report.facts["peak_memory_gb"] = at_batch / 1024
     if source is not None and cfg.prior.mode == "cached" and cfg.prior.source not in ("none", "oracle"):
         s = cfg.data.image_size
         imgs = np.zeros((4, s, s, 3), dtype=np.uint8)
         rows = pd.DataFrame({"path": [""] * 4})
-        source.compute(imgs[:1], rows.iloc[:1])
-        t0 = time.perf_counter()
-        source.compute(imgs, rows)
-        per = (time.perf_counter() - t0) / 4
-        n_all = sum(images.values()) * (2 if cfg.prior.cache_flip else 1)
-        report.say(f"  prior cache: {per:.3f} s per image, {n_all} images (with flips) ~ {n_all * per / 60:.1f} min, "
-                   "once per dataset")  # fmt: skip
+        try:
+            source.compute(imgs[:1], rows.iloc[:1])
+            t0 = time.perf_counter()
+            source.compute(imgs, rows)
+            per_prior = (time.perf_counter() - t0) / 4
+            n_all = sum(images.values()) * (2 if cfg.prior.cache_flip else 1)
+            report.say(f"  prior cache: {per_prior:.3f} s per image, {n_all} images (with flips) ~ "
+                       f"{n_all * per_prior / 60:.1f} min, once per dataset")  # fmt: skip
+        except (ValueError, KeyError, RuntimeError) as e:  # e.g. a source that needs real manifest rows
+            report.say(f"  prior cache: not timed ({type(e).__name__})")
     del model
     gc.collect()
 
