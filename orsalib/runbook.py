@@ -27,6 +27,7 @@ import nbformat
 from . import HEADLESS_ENV, registry
 from .config import PROFILES, ConfigError
 from .data.detect import detect_dataset
+from .experiments.claims import verdict_report
 from .paths import NOTEBOOKS_DIR, run_dir
 from .utils import atomic_write_json
 from .viz.index import headline, write_run_index
@@ -323,10 +324,23 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
             raise NotebookFailed(nb.name, f"notebook {nb.name} failed: {r.error}", r.cell_index)
         say(f"  done {nb.name} in {r.seconds:.0f} s")
     say("\n" + summary_table(runs))
+    verdicts = _verdicts(run_name)
+    if verdicts:
+        say(f"\npaper claims, measured:\n{verdicts}")
     index = _index(run_name)
     if index:
         say(f"\nevery table and figure of the run: {index}")
     return runs
+
+
+def _verdicts(run_name: str) -> str:
+    """The verdict table of the run's paper claims (empty when no notebook recorded one)."""
+    if not (run_dir(run_name, create=False) / "results" / "verdicts.json").is_file():
+        return ""
+    try:
+        return verdict_report(run_name)
+    except (OSError, ValueError) as e:
+        return f"(the verdict table could not be read: {e})"
 
 
 def _index(run_name: str) -> Path | None:
