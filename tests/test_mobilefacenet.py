@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_tools import assert_matches_reference, synthetic_subdict
 
 from orsalib.models.mobilefacenet import MobileFaceNet
 from orsalib.paths import shared_path
 
 N_PARAMS = 1_007_248  # MobileFaceNet([112, 112], 136), trainable parameters
-
-
-def _synthetic_subdict(prefix: str) -> dict[str, torch.Tensor]:
-    """The ``prefix`` part of the synthetic ORSANet-large state dict (seed 0), as the reference fixture used it.
-
-    The random stream runs over the whole table in file order, so the table is generated up to the last key
-    with ``prefix`` (later keys cannot change earlier values) and then sliced.
-    """
-    ref = shared_path("reference")
-    spec = importlib.util.spec_from_file_location("synthetic_weights", ref / "synthetic_weights.py")
-    sw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sw)
-    table = json.loads((ref / "official_state_dicts.json").read_text())["orsanet_large_7cls"]["keys"]
-    keys = list(table)
-    last = max(i for i, k in enumerate(keys) if k.startswith(prefix))
-    sd = sw.synthetic_state_dict({k: table[k] for k in keys[: last + 1]}, seed=0)
-    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def test_shapes_and_param_count():
@@ -62,15 +45,15 @@ def test_reproduces_released_landmark_outputs():
         pytest.skip("../shared/reference absent")
     ref = torch.load(shared_path("reference", "released_orsanet_outputs.pt"), weights_only=True)["large"]
     m = MobileFaceNet().eval()
-    sd = _synthetic_subdict("face_landback.")
+    sd = synthetic_subdict("face_landback.")
     own = m.state_dict()
     sd.update({k: v for k, v in own.items() if k not in sd})  # num_batches_tracked are not generated
     m.load_state_dict(sd, strict=True)
     x = F.interpolate(ref["input"], size=112)  # released: default mode (nearest)
     with torch.no_grad():
         coords, feats = m(x)
-    torch.testing.assert_close(feats, ref["landmark_features"], rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(coords, ref["landmark_coords"], rtol=1e-3, atol=1e-4)
+    assert_matches_reference(feats, ref["landmark_features"], "landmark_features")  # ~1.9e3: scaled tolerance
+    assert_matches_reference(coords, ref["landmark_coords"], "landmark_coords")
 
 
 def _load_real() -> MobileFaceNet:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from reference_tools import assert_matches_reference, synthetic_subdict
 
 from orsalib.models.segface import SegFaceSwinB
 from orsalib.paths import shared_path
@@ -27,20 +27,6 @@ def _one_thread():
 def parser() -> SegFaceSwinB:
     torch.manual_seed(0)
     return SegFaceSwinB().eval()
-
-
-def _synthetic_subdict(prefix: str) -> dict[str, torch.Tensor]:
-    """The ``prefix`` part of the synthetic ORSANet-large state dict (seed 0): generated up to the last key with
-    ``prefix`` in file order (the random stream covers the whole table; later keys cannot change earlier ones)."""
-    ref = shared_path("reference")
-    spec = importlib.util.spec_from_file_location("synthetic_weights", ref / "synthetic_weights.py")
-    sw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sw)
-    table = json.loads((ref / "official_state_dicts.json").read_text())["orsanet_large_7cls"]["keys"]
-    keys = list(table)
-    last = max(i for i, k in enumerate(keys) if k.startswith(prefix))
-    sd = sw.synthetic_state_dict({k: table[k] for k in keys[: last + 1]}, seed=0)
-    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def test_decoder_output_shape(parser):
@@ -74,14 +60,14 @@ def test_reproduces_released_parser_features():
         pytest.skip("../shared/reference absent")
     ref = torch.load(shared_path("reference", "released_orsanet_outputs.pt"), weights_only=True)["large"]
     m = SegFaceSwinB().eval()
-    sd = _synthetic_subdict("face_segment.")
+    sd = synthetic_subdict("face_segment.")
     own = m.state_dict()
     sd.update({k: v for k, v in own.items() if k not in sd})  # relative_position_index buffers are not generated
     m.load_state_dict(sd, strict=True)
     with torch.no_grad():
         feats = m.forward_features(ref["input"])
         out = m(ref["input"][:1])
-    torch.testing.assert_close(feats, ref["parser_features"], rtol=1e-3, atol=1e-4)
+    assert_matches_reference(feats, ref["parser_features"], "parser_features")
     assert out.shape == (1, 11, 224, 224) and torch.isfinite(out).all()
 
 

@@ -34,8 +34,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from ..models.detectors import FaceParser, LandmarkRegressor, normalize_images
 from ..paths import CACHE_DIR
 from ..registry import register_prior_source
 from ..utils import atomic_torch_save, atomic_write_json, load_error_text, resolve_device
+from .cache import _locked  # one folder lock for every cache of the workbook
 from .landmarks import file_sha1
 from .quality import landmark_nme, mean_iou
 from .sources import PriorSource
@@ -389,19 +388,6 @@ def _load_file(path: Path, s: DetectorSettings, device: torch.device) -> Detecto
     parser.load_state_dict(obj["parser"])
     lm_net, parser = (m.to(device).to(memory_format=torch.channels_last).eval() for m in (lm_net, parser))
     return Detectors(lm_net, parser, s, path, file_sha1(path))
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX
-            pass
-        yield
 
 
 def load_or_train_detectors(
