@@ -1027,65 +1027,51 @@ def synthfer_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None
     return synthfer_from_config(data_cfg, seed=seed)
 
 
+#: the metadata every photograph dataset shares (a folder to read, no ground-truth priors)
+_PHOTOS: dict[str, Any] = dict(needs_root=True, ground_truth=False)
+
+
 @register_dataset(
     "rafdb",
     description="RAF-DB basic: native list_patition_label.txt + Image/aligned (train/test), or an ImageFolder",
-    needs_root=True,
-    native_splits=True,
-    emotions=7,
-    num_classes=None,
-    label_map=True,
-    ground_truth=False,
-)
+    native_splits=True, emotions=7, num_classes=None, label_map=True, **_PHOTOS,
+)  # fmt: skip
 def rafdb_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """RAF-DB (:func:`load_rafdb`)."""
     return load_rafdb(data_cfg.data_root, data_cfg.label_map or None)
 
 
-@register_dataset(
-    "affectnet7",
-    description="AffectNet, 7 basic expressions (contempt dropped): training.csv/validation.csv, or an ImageFolder",
-    needs_root=True,
-    native_splits=True,
-    emotions=8,
-    num_classes=7,
-    label_map=True,
-    ground_truth=False,
-)
-def affectnet7_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
-    """AffectNet-7 (:func:`load_affectnet`; contempt is dropped afterwards)."""
+def _affectnet(data_cfg: Any) -> pd.DataFrame:
     m, info = load_affectnet(data_cfg.data_root, data_cfg.label_map or None)
     m.attrs.update(info)
     return m
+
+
+@register_dataset(
+    "affectnet7",
+    description="AffectNet, 7 basic expressions (contempt dropped): training.csv/validation.csv, or an ImageFolder",
+    native_splits=True, emotions=8, num_classes=7, label_map=True, **_PHOTOS,
+)  # fmt: skip
+def affectnet7_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """AffectNet-7 (:func:`load_affectnet`; contempt is dropped afterwards)."""
+    return _affectnet(data_cfg)
 
 
 @register_dataset(
     "affectnet8",
     description="AffectNet, 7 basic expressions + contempt: training.csv/validation.csv, or an ImageFolder",
-    needs_root=True,
-    native_splits=True,
-    emotions=8,
-    num_classes=8,
-    label_map=True,
-    ground_truth=False,
-)
+    native_splits=True, emotions=8, num_classes=8, label_map=True, **_PHOTOS,
+)  # fmt: skip
 def affectnet8_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """AffectNet-8 (:func:`load_affectnet`)."""
-    m, info = load_affectnet(data_cfg.data_root, data_cfg.label_map or None)
-    m.attrs.update(info)
-    return m
+    return _affectnet(data_cfg)
 
 
 @register_dataset(
     "occlufer",
     description="Occlu-FER (ORSANet): ImageFolder train/valid (or test) with 8 named classes",
-    needs_root=True,
-    native_splits=True,
-    emotions=8,
-    num_classes=None,
-    label_map=True,
-    ground_truth=False,
-)
+    native_splits=True, emotions=8, num_classes=None, label_map=True, **_PHOTOS,
+)  # fmt: skip
 def occlufer_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Occlu-FER (:func:`load_occlufer`)."""
     return load_occlufer(data_cfg.data_root, data_cfg.label_map or None)
@@ -1094,13 +1080,8 @@ def occlufer_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None
 @register_dataset(
     "fer2013",
     description="FER2013: fer2013.csv (48x48 pixels, decoded to PNG once; Training/PublicTest/PrivateTest) or folders",
-    needs_root=True,
-    native_splits=True,
-    emotions=7,
-    num_classes=None,
-    label_map=True,
-    ground_truth=False,
-)
+    native_splits=True, emotions=7, num_classes=None, label_map=True, **_PHOTOS,
+)  # fmt: skip
 def fer2013_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """FER2013 (:func:`load_fer2013`)."""
     return load_fer2013(data_cfg.data_root, data_cfg.label_map or None, cache_dir)
@@ -1109,13 +1090,8 @@ def fer2013_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None 
 @register_dataset(
     "ferplus",
     description="FERPlus: fer2013new.csv majority votes joined with fer2013.csv pixels or the FER2013Train/... images",
-    needs_root=True,
-    native_splits=True,
-    emotions=8,
-    num_classes=None,
-    label_map=False,
-    ground_truth=False,
-)
+    native_splits=True, emotions=8, num_classes=None, label_map=False, **_PHOTOS,
+)  # fmt: skip
 def ferplus_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """FERPlus (:func:`load_ferplus`)."""
     m, info = load_ferplus(data_cfg.data_root, cache_dir)
@@ -1126,13 +1102,8 @@ def ferplus_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None 
 @register_dataset(
     "imagefolder",
     description="any root/<split>/<class>/ tree (emotion names or aliases as class folders; data.label_map for others)",
-    needs_root=True,
-    native_splits=False,
-    emotions=None,
-    num_classes=None,
-    label_map=True,
-    ground_truth=False,
-)
+    native_splits=False, emotions=None, num_classes=None, label_map=True, **_PHOTOS,
+)  # fmt: skip
 def imagefolder_manifest(data_cfg: Any, seed: int = 0, cache_dir: str | Path | None = None) -> pd.DataFrame:
     """A generic ImageFolder tree (:func:`load_imagefolder`)."""
     return load_imagefolder(data_cfg.data_root, data_cfg.label_map or None)
