@@ -215,6 +215,22 @@ def test_truncated_checkpoint_gives_clear_error(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+class _Payload:
+    pass
+
+
+def test_refused_checkpoint_names_file_and_expectation_without_unsafe_advice(tmp_path):
+    bad = tmp_path / "last.pt"
+    torch.save({"model": {}, "extra": _Payload()}, bad)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    msg = str(info.value)
+    assert str(bad) in msg and "expected a checkpoint written by orsalib fit()" in msg
+    assert "_Payload" in msg and "not unpickled" in msg
+    for advice in ("weights_only", "trust", "safe_globals", "arbitrary code", "\x1b["):
+        assert advice not in msg
+
+
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg(epochs=2)
     crit = build_criterion(cfg)

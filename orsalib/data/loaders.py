@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
+from ..threads import loader_workers
 from .sources import DatasetError
 from .transforms import PairedTransform, read_rgb
 
@@ -397,6 +398,7 @@ def build_loaders(
     rank: int | None = None,
     cache_images: bool | None = None,
     pin_memory: bool | None = None,
+    device: Any = None,
 ) -> dict[str, DataLoader]:
     """One DataLoader per split of the manifest (keys = split names).
 
@@ -415,12 +417,17 @@ def build_loaders(
         batch_size: training batch size.
         seed: seeds the training sampler, the augmentation and the workers.
         prior_store: optional prior store shared by all splits.
+        device: the training device; ``data_cfg.num_workers`` is capped so that the workers and the training
+            process's threads do not oversubscribe the CPUs (:func:`orsalib.threads.loader_workers`; the batches
+            do not depend on the number of workers). Default: CUDA when available.
     """
     if not isinstance(manifest.index, pd.RangeIndex) or manifest.index.start != 0:
         if not np.array_equal(manifest.index.to_numpy(), np.arange(len(manifest))):
             manifest = manifest.reset_index(drop=True)
     eval_bs = eval_batch_size or 2 * batch_size
-    workers = int(getattr(data_cfg, "num_workers", 0))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    workers = loader_workers(int(getattr(data_cfg, "num_workers", 0)), device)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     loaders: dict[str, DataLoader] = {}

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data.loaders import build_loaders
-from ..data.occlusion import OCCLUSION_KINDS, occlude_manifest
+from ..data.occlusion import occlude_manifest, occlusion_kinds
 from ..data.sources import eval_split, filter_by_list
 from ..metrics import bootstrap_ci, classification_report
 from ..models._registry import PRIOR_KEYS
@@ -335,9 +335,10 @@ class _ConditionBuilder:
 
 
 def _check_sweep_args(kinds: Sequence[str], semantic: Sequence[str], ratios: Sequence[float]) -> None:
+    known = occlusion_kinds()  # the registry at call time: occluders registered after import count
     for k in tuple(kinds) + tuple(semantic):
-        if k not in OCCLUSION_KINDS:
-            raise ValueError(f"unknown occlusion kind {k!r}; expected one of {list(OCCLUSION_KINDS)}")
+        if k not in known:
+            raise ValueError(f"unknown occlusion kind {k!r}; expected one of {list(known)}")
     for r in ratios:
         if not 0.0 <= float(r) < 1.0:
             raise ValueError(f"occlusion ratio {r!r} must be a fraction in [0, 1)")
@@ -382,7 +383,7 @@ def build_conditions(
         cfg: the run config (data, prior and train sections are used: image size, prior source, batch size).
         ratios: artificial occlusion ratios; 0 = the clean evaluation split.
         kinds: occluders applied at each ratio > 0 (``rectangle`` = paper Table 3; any
-            ``orsalib.data.occlusion.OCCLUSION_KINDS``).
+            ``orsalib.data.occlusion.occlusion_kinds()``).
         seed: occlusion seed (masks are a function of (row, seed, ratio, kind)).
         semantic: semantic occluder kinds applied at ``semantic_ratio`` (None = their natural size).
         real: real-occlusion splits to add: True = every split named ``*occluded*`` (SynthFER ``valid_occluded``),

@@ -10,10 +10,16 @@ One SAM step is two forward/backward passes:
 The release wraps Adam (rho 0.05, not adaptive, no weight decay) and uses the same loss in both passes.
 Gradient clipping goes between the second backward and :meth:`SAM.second_step`. Learning-rate schedulers are
 attached to ``sam.base_optimizer``.
+
+The gradient norm and the perturbation run as ``torch._foreach_*`` operations over all parameters of a device
+and dtype at once (``foreach=True``, the default): the same arithmetic per tensor as the per-parameter loop
+(``foreach=False``), so both give bit-identical weights. ``w + e(w)`` is swapped in as the parameters' data and
+``w`` swapped back by :meth:`SAM.restore`: no copy of the weights per step (the loop copies them).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -26,16 +32,21 @@ class SAM:
         base_optimizer: a constructed ``torch.optim.Optimizer`` over the model's parameters.
         rho: neighbourhood radius (release: 0.05).
         adaptive: ASAM (Kwon et al., 2021) scaling by ``|w|`` (release: False).
+        foreach: vectorised perturbation and restore (``torch._foreach_*``); False = the per-parameter loop (the
+            same numbers, slower).
     """
 
-    def __init__(self, base_optimizer: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False):
+    def __init__(
+        self, base_optimizer: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False, foreach: bool = True
+    ):
         if not isinstance(base_optimizer, torch.optim.Optimizer):
             raise TypeError(f"SAM wraps a torch.optim.Optimizer, got {type(base_optimizer).__name__}")
         if not rho > 0:
             raise ValueError(f"SAM: rho={rho!r} must be > 0")
         self.base_optimizer = base_optimizer
-        self.rho, self.adaptive = float(rho), bool(adaptive)
-        self._old: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> its value before the perturbation
+        self.rho, self.adaptive, self.foreach = float(rho), bool(adaptive), bool(foreach)
+        self._old: dict[torch.Tensor, torch.Tensor] = {}  # parameter -> its value (foreach: its data) before e(w)
+        self._active = False  # between first_step and restore
 
     @property
     def param_groups(self) -> list[dict]:
@@ -44,6 +55,14 @@ class SAM:
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
 
+    @staticmethod
+    def _grouped(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Parameters grouped by (device, dtype, grad dtype): what one ``torch._foreach_*`` call accepts."""
+        groups: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        for p in params:
+            groups[(p.device, p.dtype, p.grad.dtype)].append(p)
+        return list(groups.values())
+
     @torch.no_grad()
     def grad_norm(self) -> torch.Tensor:
         """``|| (|w| if adaptive else 1) * g ||_2`` over all parameters with a gradient."""
@@ -51,8 +70,16 @@ class SAM:
         if not params:
             return torch.zeros(())
         dev = params[0].device
-        norms = [((p.abs() if self.adaptive else 1.0) * p.grad).norm(p=2).to(dev) for p in params]
-        return torch.stack(norms).norm(p=2)
+        if not self.foreach:
+            norms = [((p.abs() if self.adaptive else 1.0) * p.grad).norm(p=2).to(dev) for p in params]
+            return torch.stack(norms).norm(p=2)
+        norms: dict[int, torch.Tensor] = {}
+        for group in self._grouped(params):
+            grads = [p.grad for p in group]
+            if self.adaptive:
+                grads = torch._foreach_mul(torch._foreach_abs(group), grads)
+            norms.update((id(p), n.to(dev)) for p, n in zip(group, torch._foreach_norm(grads, 2)))
+        return torch.stack([norms[id(p)] for p in params]).norm(p=2)  # the loop's order: the same rounding
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = True) -> None:
@@ -60,31 +87,60 @@ class SAM:
 
         A non-finite gradient norm leaves the weights where they are (the second pass then equals plain descent).
         """
-        if self._old:
+        if self._active:
             raise RuntimeError("SAM.first_step called twice without second_step")
         params = self._params()
         norm = self.grad_norm()
         finite = bool(torch.isfinite(norm))
         scale = self.rho / (norm + 1e-12)
-        for p in params:
-            self._old[p] = p.detach().clone()
-            if finite:
-                e_w = (p.pow(2) if self.adaptive else 1.0) * p.grad * scale.to(p)
-                p.add_(e_w)  # climb to the local maximum w + e(w)
+        self._active = True
+        if self.foreach:
+            self._first_step_foreach(params, scale, finite)
+        else:
+            for p in params:
+                self._old[p] = p.detach().clone()
+                if finite:
+                    e_w = (p.pow(2) if self.adaptive else 1.0) * p.grad * scale.to(p)
+                    p.add_(e_w)  # climb to the local maximum w + e(w)
         if zero_grad:
             self.zero_grad()
+
+    def _first_step_foreach(self, params: list[torch.Tensor], scale: torch.Tensor, finite: bool) -> None:
+        """:meth:`first_step` with one ``torch._foreach_*`` call per (device, dtype) group.
+
+        ``w + e(w)`` is computed out of place and swapped in as the parameters' data; ``w`` itself is never
+        copied or touched, and :meth:`restore` swaps it back (exact, and no copy of the weights per step).
+        """
+        if not finite:
+            return
+        for group in self._grouped(params):
+            s = scale.to(device=group[0].device, dtype=group[0].dtype)
+            grads = [p.grad for p in group]
+            if self.adaptive:  # (p^2 * g) * s, the loop's order of operations
+                e_w = torch._foreach_mul(torch._foreach_pow(group, 2), grads)
+                torch._foreach_mul_(e_w, s)
+            else:
+                e_w = torch._foreach_mul(grads, s)
+            torch._foreach_add_(e_w, group)  # e(w) + w = w + e(w) exactly: the local maximum, in e(w)'s memory
+            for p, w_e in zip(group, e_w):
+                self._old[p] = p.data
+                p.data = w_e
 
     @torch.no_grad()
     def restore(self) -> None:
         """Put back the exact weights saved by :meth:`first_step` (no step)."""
         for p, old in self._old.items():
-            p.copy_(old)
+            if self.foreach:
+                p.data = old  # the untouched w (swapped out by first_step)
+            else:
+                p.copy_(old)
         self._old.clear()
+        self._active = False
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = True) -> None:
         """Restore ``w`` and step the base optimizer with the gradient computed at ``w + e(w)``."""
-        if not self._old:
+        if not self._active:
             raise RuntimeError("SAM.second_step called without first_step")
         self.restore()
         self.base_optimizer.step()
@@ -114,9 +170,13 @@ class SAM:
         self.base_optimizer.load_state_dict(state["base_optimizer"])
         self.rho, self.adaptive = float(state.get("rho", self.rho)), bool(state.get("adaptive", self.adaptive))
         self._old.clear()
+        self._active = False
 
     def __repr__(self) -> str:
-        return f"SAM(rho={self.rho}, adaptive={self.adaptive}, base={type(self.base_optimizer).__name__})"
+        return (
+            f"SAM(rho={self.rho}, adaptive={self.adaptive}, foreach={self.foreach}, "
+            f"base={type(self.base_optimizer).__name__})"
+        )
 
 
 __all__ = ["SAM"]

@@ -4,8 +4,9 @@ What one call does (DESIGN.md, "data flow of one training run"):
 
 - optimizer Adam / AdamW / SGD, optionally wrapped in SAM (:mod:`orsalib.engine.sam`; the release: SAM around Adam,
   the same loss in both passes); per-epoch schedule exponential (release: gamma 0.98) / cosine / step / none;
-- AMP (bf16 / fp16 with a GradScaler) and channels-last on CUDA only (``amp="auto"``: bf16 on CUDA, none on CPU);
-  optional ``torch.compile`` (CUDA); gradient clipping; ``max_steps_per_epoch`` cap;
+- AMP: bf16 on CPU and CUDA, fp16 with a GradScaler on CUDA (``amp="auto"``: bf16 on CUDA, none on CPU);
+  channels-last and ``torch.compile`` when asked (CPU and CUDA); fused optimizer updates and a vectorised SAM
+  (docs/speed.md); gradient clipping; ``max_steps_per_epoch`` cap;
 - DDP when ``torch.distributed`` is initialised (see :mod:`orsalib.engine.ddp`): rank 0 logs and checkpoints;
 - evaluation every ``eval_every`` epochs (and always after the last) on ``val_loader`` and ``extra_eval_loaders``;
 - ``run_dir/metrics.jsonl``: one record per epoch (``epoch`` is 1-based there and in the summary; the criterion
@@ -34,9 +35,12 @@ the best-epoch number is optimistic; the last-epoch number is the honest one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import pickle
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, is_dataclass
@@ -94,17 +98,28 @@ class FitResult:
 
 
 # ----------------------------------------------------------------------------- building blocks
+def _fast_update(params: list[torch.Tensor]) -> dict[str, bool]:
+    """``fused=True`` (one C++/CUDA kernel over all tensors) when every parameter is a floating-point tensor on the
+    CPU or a CUDA device, else ``foreach=True`` (vectorised ``torch._foreach_*``): never the per-tensor loop."""
+    ok = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if ok else {"foreach": True}
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, SAM | None]:
-    """The base optimizer over the trainable parameters, and its SAM wrapper when ``cfg.sam``."""
+    """The base optimizer over the trainable parameters (fused / foreach update), and its SAM wrapper when ``cfg.sam``.
+
+    Build it after the model is on its device: the fused update is chosen for CPU and CUDA parameters.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (every parameter has requires_grad=False)")
+    fast = _fast_update(params)
     if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
     elif cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
     else:
         raise ValueError(f"train.optimizer={cfg.optimizer!r} is not allowed; choose adam, adamw or sgd")
     sam = SAM(opt, rho=cfg.sam_rho, adaptive=bool(getattr(cfg, "sam_adaptive", False))) if cfg.sam else None
@@ -125,10 +140,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: ``auto`` = bf16 on CUDA; AMP is CUDA-only (None on CPU)."""
+    """The autocast dtype: ``auto`` = bf16 on CUDA, none on CPU; ``bf16`` on CPU and CUDA; ``fp16`` on CUDA only.
+
+    bf16 on CPU pays where the CPU has bf16 instructions (AVX512-BF16 / AMX; docs/speed.md). fp16 needs the
+    GradScaler of a GPU run: on a CPU device it resolves to None (AMP off).
+    """
     if amp not in ("auto", "none", "bf16", "fp16"):
         raise ValueError(f"train.amp={amp!r} is not allowed; choose auto, none, bf16 or fp16")
-    if device.type != "cuda" or amp == "none":
+    if amp == "none" or (device.type != "cuda" and amp != "bf16"):
         return None
     if amp == "fp16":
         return torch.float16
@@ -206,24 +225,46 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_EXPECTED_CKPT = (
+    "expected a checkpoint written by orsalib fit() (a dict of tensors and plain values with 'model', 'epoch', ...)"
+)
+
+
+def _load_failure(e: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it unrestricted.
+
+    A refused pickle names the offending global (``GLOBAL module.Name``) only; other errors keep their first
+    sentence (a truncated zip, a wrong file type).
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if isinstance(e, pickle.UnpicklingError) or "weights only load failed" in text.lower():
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f" (it references {found.group(1)})" if found else ""
+        return f"it holds objects other than tensors and plain containers{what}; it was not unpickled"
+    first = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0] if text.strip() else "no detail"
+    return f"it is truncated or corrupt ({type(e).__name__}: {first[:200]})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a trainer checkpoint (``last.pt`` / ``best.pt``) with a clear error for missing or damaged files."""
+    """Load a trainer checkpoint (``last.pt`` / ``best.pt``) with a clear error for missing or damaged files.
+
+    Only tensors and plain containers are read (``weights_only=True``); a file with anything else is refused
+    and never unpickled.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; expected a file written by orsalib fit()")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; {_EXPECTED_CKPT}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zip, bad pickle, wrong file type: all the file's fault
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated or corrupt and cannot be read ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'}); delete it or point to an intact one "
-            "(the other file in the same checkpoints/ folder may still be good)"
+            f"checkpoint {str(path)!r} cannot be read: {_load_failure(e)}; {_EXPECTED_CKPT}. Delete it or point to "
+            "an intact one (the other file in the same checkpoints/ folder may still be good)"
         ) from e
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         keys = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is not an orsalib trainer checkpoint (found {keys}); "
-            "expected a dict with 'model', 'epoch', ... as written by orsalib fit()"
+            f"checkpoint {str(path)!r} is not an orsalib trainer checkpoint (found {keys}); {_EXPECTED_CKPT}"
         )
     return ckpt
 
@@ -351,12 +392,29 @@ def train_step(st: StepState, batch: dict, epoch: int, step: int = 0) -> tuple[d
     Returns:
         ``(parts, logits)``: the loss terms of the first pass as floats (with ``loss``) and its logits (B, C).
     """
-    loss, parts, logits = _forward_loss(st, batch, epoch, step)
     if st.sam is None:
+        loss, parts, logits = _forward_loss(st, batch, epoch, step)
         _plain_step(st, loss)
-    else:
+        return parts, logits
+    with reuse_priors(st.model):  # in-model priors of cached mode: computed once for both passes
+        loss, parts, logits = _forward_loss(st, batch, epoch, step)
         _sam_step(st, loss, batch, epoch, step)
     return parts, logits
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def reuse_priors(model: nn.Module) -> contextlib.AbstractContextManager:
+    """The model's ``reuse_priors()`` context (ORSANet: in-model priors computed once per image), else a no-op."""
+    ctx = getattr(unwrap_model(model), "reuse_priors", None)
+    return ctx() if callable(ctx) else contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -416,7 +474,7 @@ class Trainer:
                 save_run_config(self.run_dir, self.config_to_save)
         torch.manual_seed(self.seed)
         self.amp_dtype = resolve_amp(cfg.amp, dev)
-        self.channels_last = bool(cfg.channels_last) and dev.type == "cuda"
+        self.channels_last = bool(cfg.channels_last)
         self.model.to(dev)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -427,7 +485,7 @@ class Trainer:
         if self.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
-        compiled = cfg.compile and dev.type == "cuda"
+        compiled = bool(cfg.compile)
         self.train_model = torch.compile(train_model) if compiled else train_model
         self.eval_model = torch.compile(self.model) if compiled else self.model
         self.step = StepState(

@@ -26,7 +26,9 @@ MobileFaceNet / SegFace networks built inside the model (released end-to-end inf
 the paper routing the in-model landmarks are MobileFaceNet's 68 coordinates and the parsing map is the argmax
 of SegFace's decoder).
 ``prior_mode="released"`` keeps those frozen networks in train mode when the model trains, as the release
-does (noisy, drifting priors); the default ``"cached"`` keeps them in eval mode.
+does (noisy, drifting priors); the default ``"cached"`` keeps them in eval mode. In cached mode their output is a
+function of the image alone, so inside ``with model.reuse_priors():`` (the trainer's SAM step) the priors of an
+image tensor are computed once and reused by the second pass.
 
 Ablation switches (paper Table 6): ``seg_prior``, ``cross_interaction``, ``multi_scale``,
 ``landmark_reintegration``; ``baseline=True`` drops priors and MCM (backbone tokens -> mean -> LN -> SE -> head).
@@ -34,7 +36,8 @@ Ablation switches (paper Table 6): ``seg_prior``, ``cross_interaction``, ``multi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -255,6 +258,7 @@ class ORSANet(nn.Module):
         self.se_block = SEBlock(D)
         self.head = ClassificationHead(D, cfg.num_classes)
 
+        self._prior_memo: dict[str, Any] | None = None  # see reuse_priors()
         self.backbone_load_report: dict | None = None
         if cfg.backbone_weights:
             self.backbone_load_report = load_ir50(self.ir_back, cfg.backbone_weights)
@@ -295,6 +299,35 @@ class ORSANet(nn.Module):
             keys += ["landmarks"] if self.use_lm else []
             keys += ["parsing"] if self.use_seg else []
         return tuple(keys)
+
+    @contextmanager
+    def reuse_priors(self) -> Iterator[None]:
+        """Within this context the in-model priors of an image tensor are computed once and reused.
+
+        Only with ``priors_in_model=True, prior_mode="cached"`` (the frozen networks in eval mode: their output
+        depends on the pixels only) and only for the very same tensor object, unmodified, under the same autocast
+        state: e.g. the two passes of a SAM step on one batch. Elsewhere (``prior_mode="released"``: train-mode
+        networks, recomputed in every pass as released) it changes nothing.
+        """
+        active = self.cfg.priors_in_model and self.cfg.prior_mode == "cached" and not self.cfg.baseline
+        outer, self._prior_memo = self._prior_memo, ({} if active else None)
+        try:
+            yield
+        finally:
+            self._prior_memo = outer
+
+    def _priors_of(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`_prior_nets`, through the memo of :meth:`reuse_priors` when one is active."""
+        memo = self._prior_memo
+        if memo is None:
+            return self._prior_nets(image)
+        dev = image.device.type
+        key = (image._version, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        if memo.get("image") is image and memo.get("key") == key:
+            return memo["priors"]
+        out = self._prior_nets(image)
+        memo.update(image=image, key=key, priors=out)  # holds the image: its id cannot be reused meanwhile
+        return out
 
     # ------------------------------------------------------------------ forward pieces
     def _prior_nets(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -361,7 +394,7 @@ class ORSANet(nn.Module):
     ) -> dict[str, torch.Tensor]:
         priors = dict(priors or {})
         if self.cfg.priors_in_model and not self.cfg.baseline:
-            priors.update(self._prior_nets(image))
+            priors.update(self._priors_of(image))
         x_ir = self.ir_back(image)  # (B, 256, 14, 14) released
         fmap = self._image_map(x_ir)  # (B, D, g, g)
         if self.use_seg:

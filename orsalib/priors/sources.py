@@ -43,15 +43,15 @@ from torch import nn
 
 from ..data.transforms import flip_landmarks, flip_parsing
 from ..registry import PRIOR_SOURCES, register_prior_source
+from .fast import FastLandmarkPredictor, FastParserPredictor, precision_tag, resolve_precision
 from .landmarks import (
     DEFAULT_LANDMARK_WEIGHTS,
     LANDMARK_ORIGIN,
-    LandmarkPredictor,
     file_sha1,
     load_mobilefacenet,
     require_weights_file,
 )
-from .parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN, ParserPredictor, load_segface, rasterize_parsing_batch
+from .parsing import DEFAULT_PARSER_WEIGHTS, PARSER_ORIGIN, load_segface, rasterize_parsing_batch
 
 __all__ = [
     "CombinedSource",
@@ -211,6 +211,10 @@ class _NetworkSource(PriorSource):
         device: where to run the network.
         net: an already built network (then ``weights`` is not read; ``weights_id`` names it).
         weights_id: identifier of ``net``'s weights (required with ``net``).
+        precision: ``fp32`` | ``bf16`` | ``auto`` (bf16 where the device computes it natively): the precision of
+            the optimised extractor (:mod:`orsalib.priors.fast`: folded BatchNorm, channels-last, batch inference).
+            Anything but fp32 is appended to ``weights_id`` (``-bf16``), so caches of different precisions never
+            mix. Sources built from a config use ``prior.precision`` (default ``auto``).
     """
 
     default_weights: Path
@@ -220,10 +224,11 @@ class _NetworkSource(PriorSource):
 
     def __init__(
         self, weights: str | Path | None = None, device: str | torch.device = "cpu", net: nn.Module | None = None,
-        weights_id: str = "",
+        weights_id: str = "", precision: str = "fp32",
     ) -> None:  # fmt: skip
         super().__init__()
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.weights = Path(weights or self.default_weights).expanduser()
         if net is not None:
             if not weights_id:
@@ -231,16 +236,21 @@ class _NetworkSource(PriorSource):
                     f"{type(self).__name__}(net=...) needs a weights_id naming the weights of that network"
                 )
             self._predictor = self._make_predictor(net)
-            self.weights_id = weights_id
+            self.weights_id = weights_id + precision_tag(self.precision)
         else:
             require_weights_file(self.weights, self.what, self.origin)
             self._predictor = None  # loaded on first use: a fully cached run never builds the network
-            self.weights_id = file_sha1(self.weights)
+            self.weights_id = file_sha1(self.weights) + precision_tag(self.precision)
 
     @classmethod
     def from_config(cls, prior_cfg: Any, device: torch.device) -> _NetworkSource:
-        """The source with the weights file named by ``prior_cfg.<weights_field>`` ("" = the default location)."""
-        return cls(_cfg_get(prior_cfg, cls.weights_field) or None, device)
+        """The source with the weights file named by ``prior_cfg.<weights_field>`` ("" = the default location) and
+        the precision ``prior_cfg.precision`` (default ``auto``)."""
+        return cls(_cfg_get(prior_cfg, cls.weights_field) or None, device,
+                   precision=_cfg_get(prior_cfg, "precision", "") or "auto")  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "precision": self.precision}
 
     def _make_predictor(self, net: nn.Module | None = None) -> Any:
         raise NotImplementedError
@@ -272,8 +282,9 @@ class MobileFaceNetSource(_NetworkSource):
     what = "MobileFaceNet-68 landmark"
     origin = LANDMARK_ORIGIN
 
-    def _make_predictor(self, net: nn.Module | None = None) -> LandmarkPredictor:
-        return LandmarkPredictor(net if net is not None else load_mobilefacenet(self.weights), self.device)
+    def _make_predictor(self, net: nn.Module | None = None) -> FastLandmarkPredictor:
+        net = net if net is not None else load_mobilefacenet(self.weights)
+        return FastLandmarkPredictor(net, self.device, precision=self.precision)
 
     def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         lm, feats = self.predictor.predict(images)
@@ -301,8 +312,9 @@ class SegFaceSource(_NetworkSource):
     what = "SegFace LaPa Swin-B parser"
     origin = PARSER_ORIGIN
 
-    def _make_predictor(self, net: nn.Module | None = None) -> ParserPredictor:
-        return ParserPredictor(net if net is not None else load_segface(self.weights), self.device)
+    def _make_predictor(self, net: nn.Module | None = None) -> FastParserPredictor:
+        net = net if net is not None else load_segface(self.weights)
+        return FastParserPredictor(net, self.device, precision=self.precision)
 
     def _compute(self, images: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         parsing, feats = self.predictor.predict(images)
