@@ -46,6 +46,7 @@ from .paths import NOTEBOOKS_DIR, run_dir
 from .priors.cache import PriorCache
 from .priors.landmarks import WeightsError
 from .runbook import NotebookFailed, list_notebooks, notebook_parameters, past_minutes, reproduce, resolve_dataset
+from .threads import apply_thread_policy
 from .utils import atomic_write_text, resolve_device
 
 #: errors a user causes: reported as one line, exit 2 (anything else is a bug and keeps its traceback)
@@ -452,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
+    apply_thread_policy()  # torch threads = cores available to this process (docs/speed.md)
     return run_command(args.func, args)
 
 

@@ -29,6 +29,7 @@ from .config import PROFILES, ConfigError
 from .data.detect import detect_dataset
 from .experiments.claims import verdict_report
 from .paths import NOTEBOOKS_DIR, run_dir
+from .threads import apply_thread_policy
 from .utils import atomic_write_json
 from .viz.index import headline, write_run_index
 
@@ -232,6 +233,7 @@ def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout
         params_file = f.name
     cmd = [sys.executable, "-m", "papermill", str(path), str(out_path), "-f", params_file, "-k", kernel,
            "--cwd", str(path.parent), "--no-progress-bar"]
+    apply_thread_policy()  # exports OMP_NUM_THREADS / MKL_NUM_THREADS (when unset) to the kernel
     run_env = {**os.environ, HEADLESS_ENV: "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env,
