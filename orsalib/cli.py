@@ -34,13 +34,12 @@ from .data.sources import DatasetError, load_manifest
 from .data.synthfer import build_synthfer
 from .engine import ddp
 from .engine.evaluate import predict
-from .engine.trainer import CheckpointError
+from .errors import CheckpointError
 from .experiments.check import run_check
 from .experiments.deploy import export_model, predict_images
 from .experiments.fer import TRAIN_SUBDIR, build_fer_model, prepare_fer_data, train_fer
 from .experiments.runs import find_run, load_trained
 from .models import list_models, model_doc, model_meta
-from .models.convert import CheckpointError as ConvertCheckpointError
 from .models.convert import write_released_run
 from .paths import NOTEBOOKS_DIR, run_dir
 from .priors.cache import PriorCache
@@ -55,7 +54,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DatasetError,
     WeightsError,
     CheckpointError,
-    ConvertCheckpointError,
     FileNotFoundError,
     ValueError,
 )

@@ -20,6 +20,7 @@ RANKS: dict[str, int] = {
     "registry": 0,
     "paper": 0,
     "threads": 0,
+    "errors": 0,
     "models": 1,
     "losses": 1,
     "metrics": 1,

@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.loaders import PROCESS_STREAM, derive_seed
+from ..errors import CheckpointError
 from ..utils import (
     append_jsonl,
     atomic_torch_save,
@@ -73,10 +74,6 @@ BEST_ON_VAL = "validation split (held out from the test split)"
 
 Criterion = Callable[[Any, dict, int], tuple[torch.Tensor, dict]]
 """``criterion(out, batch, epoch0) -> (loss, parts)`` (``orsalib.losses.build_criterion``; 0-based epoch)."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated, corrupt or not a trainer checkpoint (the message names the file)."""
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..utils import atomic_torch_save, save_run_config
 
 ORSANET_PREFIXES: tuple[str, ...] = (
@@ -34,10 +35,6 @@ ORSANET_PREFIXES: tuple[str, ...] = (
 PRIOR_PREFIXES: tuple[str, ...] = ("face_landback.", "face_segment.")
 RELEASED_RUN_FORMAT = "orsalib.released/1"  # best.pt of a converted run (read by load_trained like a trainer one)
 _SHOW = 20
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not fit the model (or is not a checkpoint); the message names the file."""
 
 
 @dataclass
