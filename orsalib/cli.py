@@ -426,10 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _short_write(e: BaseException) -> bool:
+    """numpy's ``tofile`` reports a full disk as ``OSError("N requested and M written")`` without an errno."""
+    return isinstance(e, OSError) and e.errno is None and "requested and" in str(e) and "written" in str(e)
+
+
 def _user_error(e: BaseException) -> bool:
     if isinstance(e, USER_ERRORS):
         return True
-    return isinstance(e, OSError) and e.errno in _OS_USER_ERRNOS
+    return isinstance(e, OSError) and (e.errno in _OS_USER_ERRNOS or _short_write(e))
 
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -443,6 +448,8 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         if args.debug or not _user_error(e):
             raise
         msg = " ".join(str(e).split()) or type(e).__name__
+        if _short_write(e) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)):
+            msg = f"a write failed: the disk (or a file-size limit) is full ({msg}); free space and run again"
         print(f"orsa {args.command}: error: {msg}", file=sys.stderr)
         return 2
 

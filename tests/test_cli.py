@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -122,3 +123,28 @@ def test_cli_refuses_an_existing_run_name(capsys, outputs):
     _one_line_error(capsys, ["train", "--profile", "smoke", "--run-name", "r"], "--overwrite")
     assert (outputs / "r" / "train" / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
     _one_line_error(capsys, ["train", "--profile", "smoke", "--run-name", "r", "--resume", "--overwrite"], "exclude")
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_keeps_nothing_half_written(tmp_path):
+    """A file-size limit makes every write past 64 KiB fail with EFBIG, as a full disk would (ENOSPC is handled the
+    same way): `orsa train` stops with one line naming the error, exit 2, and leaves no temp file behind."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    env = {**os.environ, "ORSA_OUTPUTS_DIR": str(tmp_path / "outputs"), "TQDM_DISABLE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "orsalib", "train", "--profile", "smoke", "--run-name", "full", "--set",
+         "train.epochs=1", "--set", "train.max_steps_per_epoch=1"],
+        env=env, capture_output=True, text=True, preexec_fn=limit, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("orsa train: error:") == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "full" in proc.stderr.split("orsa train: error:")[1].splitlines()[0]
+    assert not list((tmp_path / "outputs").rglob("*.tmp"))
