@@ -242,7 +242,8 @@ def test_noisy_store(build, tmp_path):
 
 
 def test_prior_noise_study_smoke(tmp_path):
-    from orsalib.experiments.prior_noise import prior_noise_study, summarise_prior_noise
+    from orsalib.config import apply_overrides
+    from orsalib.experiments.prior_noise import prior_noise_study, read_prior_noise, summarise_prior_noise
 
     cfg = load_profile("smoke", {"train.epochs": 1, "train.max_steps_per_epoch": 1}, run_name="noise")
     levels = {"oracle": {}, "noisy": {"landmark_sigma": 0.1, "parsing_rate": 0.2}}
@@ -255,6 +256,34 @@ def test_prior_noise_study_smoke(tmp_path):
     again = prior_noise_study(cfg, levels, seeds=[0], out_dir=tmp_path, progress=False,
                               train_fn=lambda *a, **k: pytest.fail("trained again"))  # fmt: skip
     assert len(again) == 2 and len(summarise_prior_noise(again)) == 2
+    assert list(df["valid_n"]) == [21, 21] and df["recipe"].nunique() == 1
+    # another recipe (here: more epochs) in the same folder is trained anew, never mixed with the first one's records
+    trained = []
+    other = apply_overrides(cfg, {"train.epochs": 2})
+    third = prior_noise_study(other, {"oracle": {}}, seeds=[0], out_dir=tmp_path, progress=False,
+                              train_fn=lambda c, **k: trained.append(c.train.epochs))  # fmt: skip
+    assert trained == [2] and list(third["level"]) == ["oracle"] and third.at[0, "recipe"] != df.at[0, "recipe"]
+    assert len(read_prior_noise(tmp_path)) == 3
+
+
+def test_prior_noise_study_config():
+    from orsalib.experiments import prior_noise as pn
+
+    cfg, names, seeds = pn.study_config("smoke", run_name="noise")
+    assert names == list(pn.QUICK_LEVELS) and seeds == [0] and cfg.train.eval_every == cfg.train.epochs
+    assert pn.has_ground_truth(cfg) and cfg.model.prior_routing == "paper"
+    quick, _, seeds = pn.study_config("cpu", seed=3)
+    assert quick.model.name == "orsanet_tiny" and quick.train.epochs == 8 and seeds == [3]
+    full, names, seeds = pn.study_config("cpu", study=True)
+    profile = load_profile("cpu")
+    assert names == list(pn.PRIOR_NOISE_LEVELS) and seeds == [0, 1, 2]
+    assert (full.model.name, full.train.epochs, full.train.lr) == (profile.model.name, profile.train.epochs,
+                                                                     profile.train.lr)  # fmt: skip
+    assert pn.recipe_key(full) != pn.recipe_key(quick)
+    _, names, seeds = pn.study_config("smoke", levels=["jitter-0.1"], n_seeds=2, epochs=3)
+    assert names == ["jitter-0.1"] and seeds == [0, 1]
+    with pytest.raises(ValueError, match="unknown prior-noise levels"):
+        pn.study_config("smoke", levels=["jitter-9"])
 
 
 def test_real_faces_beside_mobilefacenet(build, tmp_path, shared):

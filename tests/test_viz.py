@@ -110,7 +110,7 @@ def test_unknown_trace_becomes_a_placeholder_not_an_error():
 def test_every_library_figure_builder_renders():
     from orsalib.analysis.explain import overlay_figure, tsne_figure
     from orsalib.analysis.regions import region_weight_bars, region_weight_figure
-    from orsalib.priors import quality as pq
+    from orsalib.viz import priors as vp
 
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
@@ -121,8 +121,8 @@ def test_every_library_figure_builder_renders():
         region_weight_figure(imgs, np.tile([[0, 0, 1, 1], [0, 0, .5, .5]], (3, 1, 1)), rng.random((3, 2))),
         region_weight_bars(pd.DataFrame({"group": ["g"] * 2, "region": ["r1", "r2"], "mean_alpha": [.4, .6],
                                          "std_alpha": [.1, .1]})),
-        pq.overlay_figure(list(imgs), [rng.random((68, 2))] * 3, [rng.integers(0, 11, (32, 32))] * 3),
-        pq.quality_figure(pd.DataFrame({"occluder": ["all", "hand"], "miou": [.5, .4]}), "miou"),
+        vp.overlay_figure(list(imgs), [rng.random((68, 2))] * 3, [rng.integers(0, 11, (32, 32))] * 3),
+        vp.quality_figure(pd.DataFrame({"occluder": ["all", "hand"], "miou": [.5, .4]}), "miou"),
     ]
     for fig in figs:
         assert _ink(_decode(static.render_png(fig, scale=1.0))) > 0.02

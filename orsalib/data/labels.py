@@ -3,9 +3,14 @@
 The workbook's canonical order is FER2013's seven basic expressions, with contempt appended as the 8th class:
 index 0..7 = anger, disgust, fear, happiness, sadness, surprise, neutral, contempt.
 Every adapter converts its native ids to this order; tables always print names, never ids.
+
+The face-parsing labels are LaPa's 11 classes (:data:`PARSING_NAMES`, label id = position) with the one palette every
+parsing map of the workbook is drawn in (:data:`PARSING_COLORS`, RGB per label id; :mod:`orsalib.viz` uses it).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral", "contempt")
 EMOTIONS_7: tuple[str, ...] = EMOTIONS[:7]
@@ -88,3 +93,19 @@ def imagefolder_order(folder_names: list[str] | tuple[str, ...]) -> dict[int, st
     folders ``angry, disgust, ...`` uses that order; this map converts its logits to the canonical order.
     """
     return {i: canonical_name(n) for i, n in enumerate(sorted(folder_names))}
+
+
+# LaPa face parsing: 11 classes, label id = position (SynthFER's maps, SegFace, the landmark rasteriser).
+PARSING_NAMES: tuple[str, ...] = (
+    "background", "skin", "left brow", "right brow", "left eye", "right eye", "nose", "upper lip", "inner mouth",
+    "lower lip", "hair",
+)  # fmt: skip
+#: the one LaPa palette of the workbook: RGB (uint8) per label id, in :data:`PARSING_NAMES` order.
+PARSING_COLORS: np.ndarray = np.array(
+    [
+        [0, 0, 0], [255, 204, 153], [255, 0, 0], [255, 128, 0], [0, 0, 255], [0, 160, 255], [0, 200, 0],
+        [255, 0, 255], [128, 0, 128], [200, 0, 100], [120, 80, 40],
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+PARSING_COLORS.setflags(write=False)  # shared by every figure: nobody recolours it in place

@@ -1,4 +1,4 @@
-"""Prior quality and prior figures (notebook 20): how good are the priors, per occluder type?
+"""Prior quality (notebooks 20 and 25): how good are the priors, per occluder type?
 
 - :func:`landmark_nme`: normalised mean error of 68 landmarks (inter-ocular distance, outer eye corners 36/45,
   the 300-W convention).
@@ -15,8 +15,11 @@
   under each occluder).
 - :func:`real_face_comparison`: a source's landmarks on real face crops beside MobileFaceNet-68's (no ground truth
   there: their disagreement, as NME against MobileFaceNet).
-- Figures: :func:`overlay_figure` (images with parsing maps and landmarks), :func:`quality_figure`.
-- :func:`prior_browser`: an ipywidgets browser by class and occluder type (None when ipywidgets is absent).
+- :func:`quality_headline`: a source's mean NME and mIoU on the clean and the occluded faces (the notebook's
+  headline numbers).
+
+The figures of these numbers (and the prior overlays, the prior browser) are in :mod:`orsalib.viz.priors`; this
+module only measures.
 """
 
 from __future__ import annotations
@@ -27,43 +30,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 from PIL import Image, ImageOps
-from plotly.subplots import make_subplots
 
 from .parsing import LAPA_CLASSES, rasterize_parsing
 from .sources import OracleSource
 
 __all__ = [
-    "LAPA_PALETTE",
     "cache_report",
-    "colorize_parsing",
     "has_ground_truth",
     "landmark_nme",
     "mean_iou",
     "occluder_quality",
     "occlusion_effect",
-    "overlay_figure",
     "parsing_iou",
-    "prior_browser",
     "prior_quality_table",
-    "quality_figure",
+    "quality_headline",
     "real_face_comparison",
     "real_face_landmarks",
     "sample_quality",
     "sample_rows",
-    "store_overlay",
     "summarize_quality",
 ]
 
 FACE_CLASSES: tuple[int, ...] = tuple(range(1, 10))
-LAPA_PALETTE: np.ndarray = np.array(
-    [
-        [0, 0, 0], [230, 180, 150], [0, 200, 0], [0, 110, 0], [40, 80, 255], [0, 20, 140],
-        [255, 220, 0], [230, 30, 30], [140, 0, 140], [130, 0, 0], [110, 70, 30],
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -328,6 +317,30 @@ def occlusion_effect(
     return pd.DataFrame(out)
 
 
+def quality_headline(
+    quality: pd.DataFrame,
+    source: str,
+    prefix: str | None = None,
+    metrics: Sequence[str] = ("nme", "miou"),
+    clean: str = "valid",
+    occluded: str = "valid_occluded",
+    digits: int = 4,
+) -> dict[str, float]:
+    """``{"<prefix>_nme_clean": .., "<prefix>_nme_occluded": .., "<prefix>_miou_clean": .., ...}``: a source's mean
+    metrics over all faces of the clean and the occluded split (the ``all`` rows of :func:`occluder_quality`).
+
+    ``prefix`` defaults to the source name with ``-`` / ``+`` as ``_``; metrics or splits absent are left out.
+    """
+    prefix = prefix if prefix is not None else source.replace("-", "_").replace("+", "_")
+    rows = quality[(quality["source"] == source) & (quality["occluder"].astype(str) == "all")].set_index("split")
+    out: dict[str, float] = {}
+    for metric in metrics:
+        for split, tag in ((clean, "clean"), (occluded, "occluded")):
+            if metric in rows.columns and split in rows.index and np.isfinite(rows.at[split, metric]):
+                out[f"{prefix}_{metric}_{tag}"] = round(float(rows.at[split, metric]), digits)
+    return out
+
+
 def has_ground_truth(manifest: pd.DataFrame) -> bool:
     """Whether the manifest carries SynthFER ground truth (``landmarks_index`` and ``parsing_path``)."""
     cols = ("landmarks_index", "parsing_path")
@@ -366,98 +379,6 @@ def cache_report(store: Any, build_seconds: float, reopen_seconds: float | None 
     if reopen_seconds is not None:
         rec["reopen_s"] = round(reopen_seconds, 3)
     return pd.DataFrame([rec])
-
-
-# ----------------------------------------------------------------------------- figures
-def store_overlay(
-    manifest: pd.DataFrame, store: Any, rows: Sequence[int], image_size: int, title: str = ""
-) -> go.Figure:
-    """:func:`overlay_figure` of manifest rows with the priors of ``store`` (images resized to ``image_size``)."""
-    from .cache import load_resized
-
-    m = manifest.reset_index(drop=True)
-    imgs, lms, pars, titles = [], [], [], []
-    for i in rows:
-        pri = store.get(int(i)) if store is not None and store.keys else {}
-        imgs.append(load_resized(m.at[int(i), "path"], image_size))
-        lms.append(pri.get("landmarks"))
-        pars.append(pri.get("parsing"))
-        titles.append(f"{m.at[int(i), 'label_name']} · {m.at[int(i), 'occluder']}" if "occluder" in m.columns
-                      else str(m.at[int(i), "label_name"]))  # fmt: skip
-    return overlay_figure(imgs, lms, pars, titles, title=title or "Priors (" + ", ".join(store.keys or ["none"]) + ")")
-
-
-def colorize_parsing(parsing: np.ndarray) -> np.ndarray:
-    """LaPa labels (H, W) -> RGB (H, W, 3) with :data:`LAPA_PALETTE`."""
-    return LAPA_PALETTE[np.clip(np.asarray(parsing), 0, len(LAPA_PALETTE) - 1)]
-
-
-def overlay_figure(
-    images: Sequence[np.ndarray],
-    landmarks: Sequence[np.ndarray | None] | None = None,
-    parsings: Sequence[np.ndarray | None] | None = None,
-    titles: Sequence[str] | None = None,
-    alpha: float = 0.45,
-    cols: int = 4,
-    title: str = "Priors",
-) -> go.Figure:
-    """Images with their parsing map blended in (``alpha``) and landmarks as points.
-
-    Args:
-        images: uint8 RGB (H, W, 3) images.
-        landmarks: per image (68, 2) in [0, 1] or None.
-        parsings: per image (h, w) LaPa labels (resized to the image with nearest) or None.
-        titles: subplot titles.
-        alpha: opacity of the parsing colours.
-        cols: subplots per row.
-        title: figure title.
-    """
-    n = len(images)
-    cols = max(1, min(cols, n))
-    rows = (n + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles or [""] * n),
-                        horizontal_spacing=0.02, vertical_spacing=0.06)  # fmt: skip
-    for k, img in enumerate(images):
-        r, c = k // cols + 1, k % cols + 1
-        img = np.asarray(img, dtype=np.uint8)
-        h, w = img.shape[:2]
-        shown = img.astype(np.float64)
-        par = parsings[k] if parsings is not None else None
-        if par is not None:
-            par = np.asarray(par)
-            if par.shape != (h, w):
-                par = np.asarray(Image.fromarray(par.astype(np.uint8)).resize((w, h), Image.NEAREST))
-            col = colorize_parsing(par).astype(np.float64)
-            m = (par > 0)[..., None]
-            shown = np.where(m, (1 - alpha) * shown + alpha * col, shown)
-        fig.add_trace(go.Image(z=shown.clip(0, 255).astype(np.uint8)), row=r, col=c)
-        lm = landmarks[k] if landmarks is not None else None
-        if lm is not None:
-            lm = np.asarray(lm)
-            fig.add_trace(
-                go.Scatter(x=lm[:, 0] * w - 0.5, y=lm[:, 1] * h - 0.5, mode="markers", showlegend=False,
-                           marker=dict(size=4, color="magenta", line=dict(width=0.5, color="white")),
-                           hovertext=[f"point {j}" for j in range(len(lm))]),
-                row=r, col=c,
-            )  # fmt: skip
-        fig.update_xaxes(visible=False, row=r, col=c)
-        fig.update_yaxes(visible=False, row=r, col=c)
-    fig.update_layout(title=title, height=230 * rows + 80, width=230 * cols + 40, margin=dict(l=10, r=10, t=60, b=10))
-    return fig
-
-
-def quality_figure(summary: pd.DataFrame, metric: str = "miou", by: str = "occluder", title: str = "") -> go.Figure:
-    """Bars of one metric per ``by`` value (one colour per ``series`` column value when present)."""
-    fig = go.Figure()
-    series = summary["series"].unique() if "series" in summary.columns else [None]
-    for s in series:
-        part = summary if s is None else summary[summary["series"] == s]
-        fig.add_trace(go.Bar(x=part[by].astype(str), y=part[metric], name=str(s or metric),
-                             text=[f"{v:.3f}" for v in part[metric]], textposition="outside"))  # fmt: skip
-    label = {"miou": "mIoU (face classes 1-9)", "nme": "NME (inter-ocular)"}.get(metric, metric)
-    fig.update_layout(title=title or f"{label} per {by}", yaxis_title=label, xaxis_title=by, barmode="group",
-                      height=420)  # fmt: skip
-    return fig
 
 
 # ----------------------------------------------------------------------------- real faces
@@ -502,52 +423,3 @@ def real_face_comparison(
     if "landmarks" in pri:
         table["nme_vs_mobilefacenet"] = landmark_nme(pri["landmarks"], lm_ref)
     return ims, lm_ref, pri, table
-
-
-# ----------------------------------------------------------------------------- interactive browser
-def prior_browser(manifest: pd.DataFrame, store: Any, image_size: int, per_page: int = 8) -> Any:
-    """An ipywidgets browser of images + priors, filtered by class and occluder type (None without ipywidgets)."""
-    try:
-        import ipywidgets as widgets
-    except ImportError:
-        return None
-    from .cache import load_resized
-
-    manifest = manifest.reset_index(drop=True)
-    classes = ["all"] + sorted(manifest["label_name"].astype(str).unique())
-    occl = ["all"] + (sorted(manifest["occluder"].astype(str).unique()) if "occluder" in manifest.columns else [])
-    w_cls = widgets.Dropdown(options=classes, description="class")
-    w_occ = widgets.Dropdown(options=occl, description="occluder")
-    w_flip = widgets.Checkbox(value=False, description="flipped priors")
-    out = widgets.Output()
-
-    def show(*_: Any) -> None:
-        sel = manifest
-        if w_cls.value != "all":
-            sel = sel[sel["label_name"].astype(str) == w_cls.value]
-        if w_occ.value != "all":
-            sel = sel[sel["occluder"].astype(str) == w_occ.value]
-        ids = list(sel.index[:per_page])
-        imgs, lms, pars = [], [], []
-        for i in ids:
-            img = load_resized(manifest.at[i, "path"], image_size)
-            pri = store.get(int(i), flipped=w_flip.value) if store is not None and store.keys else {}
-            imgs.append(img[:, ::-1] if w_flip.value else img)
-            lms.append(pri.get("landmarks"))
-            pars.append(pri.get("parsing"))
-        out.clear_output(wait=True)
-        with out:
-            if ids:
-                titles = [f"{manifest.at[i, 'label_name']} / {manifest.get('occluder', pd.Series()).get(i, '')}"
-                          for i in ids]  # fmt: skip
-                overlay_figure(imgs, lms, pars, titles, title=f"{len(sel)} matching images").show()
-            else:
-                print("no image matches")
-
-    for w in (w_cls, w_occ, w_flip):
-        w.observe(show, names="value")
-    # No eager render: drawing into an Output widget before any front end is attached blocked headless (papermill)
-    # runs. The page fills on the first choice in JupyterLab; the static grid above covers headless runs.
-    with out:
-        print("choose a class or an occluder type to show matching images with their priors")
-    return widgets.VBox([widgets.HBox([w_cls, w_occ, w_flip]), out])

@@ -1,7 +1,7 @@
 """One palette and one figure style for every figure of the workbook: the plot conventions live here.
 
 - ``PARSING_COLORS`` / ``PARSING_NAMES``: the 11 LaPa classes (background, skin, brows, eyes, nose, lips, inner mouth,
-  hair), used by every parsing overlay.
+  hair), used by every parsing overlay; defined once, beside the other label facts, in :mod:`orsalib.data.labels`.
 - ``VARIANT_COLORS``: the colours of compared variants (with / without DARELoss, ORSANet / baseline ...).
 
 Conventions (every figure function of :mod:`orsalib.viz` applies them; they also work on figures built elsewhere):
@@ -26,36 +26,7 @@ from typing import Any
 
 import numpy as np
 
-# LaPa 11 classes: background, skin, l/r brow, l/r eye, nose, upper lip, inner mouth, lower lip, hair.
-PARSING_COLORS: np.ndarray = np.array(
-    [
-        [0, 0, 0],
-        [255, 204, 153],
-        [255, 0, 0],
-        [255, 128, 0],
-        [0, 0, 255],
-        [0, 160, 255],
-        [0, 200, 0],
-        [255, 0, 255],
-        [128, 0, 128],
-        [200, 0, 100],
-        [120, 80, 40],
-    ],
-    dtype=np.uint8,
-)
-PARSING_NAMES: tuple[str, ...] = (
-    "background",
-    "skin",
-    "left brow",
-    "right brow",
-    "left eye",
-    "right eye",
-    "nose",
-    "upper lip",
-    "inner mouth",
-    "lower lip",
-    "hair",
-)
+from ..data.labels import PARSING_COLORS, PARSING_NAMES
 
 #: compared variants: the reference in grey, the variant under test in red.
 VARIANT_COLORS: dict[str, str] = {"without": "#7f7f7f", "with": "#d62728"}
@@ -273,7 +244,7 @@ def landmark_marker(image_px: int, panel_px: float, color: str = "lime") -> dict
 
 
 def scale_landmarks(fig: Any) -> Any:
-    """Resize marker dots drawn over image panels (any figure, e.g. from :mod:`orsalib.priors.quality`) in place."""
+    """Resize marker dots drawn over image panels (any figure, e.g. from :mod:`orsalib.viz.priors`) in place."""
     import plotly.graph_objects as go
 
     panels: dict[tuple[str, str], int] = {}
