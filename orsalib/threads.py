@@ -12,6 +12,12 @@ The policy (:func:`thread_plan` computes it, :func:`apply_thread_policy` applies
 - intra-op threads = the *physical* cores among them (SMT siblings counted once, from
   ``/sys/devices/system/cpu/cpu*/topology``), at least 1;
 - ``OMP_NUM_THREADS`` (a positive integer) wins when set: the user or a launcher such as torchrun chose;
+- OpenMP threads that wait at the end of a parallel region sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``
+  unless set): a spinning thread burns the CPU time its descheduled partner needs. On the shared 2-core machine
+  under a load average of 6.5, one ``orsanet_cpu`` training step took 9-17 s with torch's spinning default and
+  0.9-3 s with PASSIVE (the same two threads; docs/speed.md). OpenMP reads it once, when torch is imported: it acts
+  in this process when the policy runs before ``import torch`` (``import orsalib`` does not import torch), and
+  always in subprocesses (papermill kernels, torchrun workers);
 - DataLoader workers (:func:`loader_workers`) use only the CPUs the intra-op threads leave free (on CUDA all
   but one: the main process mostly waits on the device); each worker runs one thread (the DataLoader sets it).
 
@@ -51,12 +57,14 @@ class ThreadPlan:
         logical: logical CPUs available to the process (affinity, capped by the cgroup quota).
         physical: physical cores among them.
         source: ``"OMP_NUM_THREADS"`` when the environment chose, else ``"physical cores"``.
+        wait_policy: the OpenMP wait policy (``OMP_WAIT_POLICY`` when set, else ``"PASSIVE"``).
     """
 
     intra_op: int
     logical: int
     physical: int
     source: str
+    wait_policy: str = "PASSIVE"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,9 +150,10 @@ def thread_plan(
     cpus = available_cpus(affinity, cgroup_file)
     physical = physical_cores(cpus, sys_cpu)
     omp = _env_threads(env)
+    wait = env.get("OMP_WAIT_POLICY", "").strip().upper() or "PASSIVE"
     if omp is not None:
-        return ThreadPlan(intra_op=omp, logical=len(cpus), physical=physical, source="OMP_NUM_THREADS")
-    return ThreadPlan(intra_op=physical, logical=len(cpus), physical=physical, source="physical cores")
+        return ThreadPlan(omp, len(cpus), physical, "OMP_NUM_THREADS", wait)
+    return ThreadPlan(physical, len(cpus), physical, "physical cores", wait)
 
 
 def loader_workers(requested: int, device: Any = "cpu", plan: ThreadPlan | None = None) -> int:
@@ -176,25 +185,27 @@ def apply_thread_policy(plan: ThreadPlan | None = None, set_env: bool = True) ->
     """Apply the policy to this process (idempotent); returns the :class:`ThreadPlan`.
 
     Side effects:
-        - ``torch.set_num_threads(plan.intra_op)`` (imports torch);
-        - with ``set_env``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` are set to ``plan.intra_op`` in
-          ``os.environ`` *when absent*, so subprocesses (papermill kernels, torchrun, DataLoader workers started
-          with spawn) start with the same number instead of one thread per logical CPU;
+        - with ``set_env``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (= ``plan.intra_op``) and
+          ``OMP_WAIT_POLICY`` (= ``PASSIVE``) are set in ``os.environ`` *where absent*, so subprocesses (papermill
+          kernels, torchrun, DataLoader workers started with spawn) inherit the policy; when torch is not imported
+          yet, this process's OpenMP runtime starts with them too;
+        - imports torch and calls ``torch.set_num_threads(plan.intra_op)``;
         - the inter-op pool is not touched (the workbook runs no inter-op parallel work).
 
     Args:
         plan: the plan to apply (default :func:`thread_plan` of this process).
-        set_env: also export the thread count to subprocesses.
+        set_env: also export the policy to the environment (subprocesses, and OpenMP when torch is not loaded yet).
     """
     global _APPLIED
-    import torch
-
     plan = plan or thread_plan()
+    if set_env:
+        for var, value in (("OMP_NUM_THREADS", str(plan.intra_op)), ("MKL_NUM_THREADS", str(plan.intra_op)),
+                           ("OMP_WAIT_POLICY", plan.wait_policy)):  # fmt: skip
+            os.environ.setdefault(var, value)
+    import torch  # after the environment: a first import of torch starts OpenMP with the policy
+
     if torch.get_num_threads() != plan.intra_op:
         torch.set_num_threads(plan.intra_op)
-    if set_env:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(plan.intra_op))
     _APPLIED = plan
     return plan
 

@@ -361,8 +361,9 @@ def test_thread_plan_honours_omp_num_threads_and_the_cgroup_quota(tmp_path):
     sys_cpu = _fake_sysfs(tmp_path / "cpu", {i: (0, i) for i in range(8)})
     no_cgroup = tmp_path / "none"
     aff = lambda: range(8)  # noqa: E731
-    plan = thread_plan(env={"OMP_NUM_THREADS": "3"}, affinity=aff, sys_cpu=sys_cpu, cgroup_file=no_cgroup)
-    assert plan.intra_op == 3 and plan.source == "OMP_NUM_THREADS"
+    plan = thread_plan(env={"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "active"}, affinity=aff, sys_cpu=sys_cpu,
+                       cgroup_file=no_cgroup)  # fmt: skip
+    assert plan.intra_op == 3 and plan.source == "OMP_NUM_THREADS" and plan.wait_policy == "ACTIVE"
     for bad in ("", "0", "-2", "many"):  # not a positive integer: ignored
         assert thread_plan(env={"OMP_NUM_THREADS": bad}, affinity=aff, sys_cpu=sys_cpu,
                            cgroup_file=no_cgroup).intra_op == 8  # fmt: skip
@@ -386,6 +387,7 @@ def test_loader_workers_never_oversubscribe():
 def test_apply_thread_policy_sets_torch_and_exports_absent_variables(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "7")
     try:
         plan = apply_thread_policy(ThreadPlan(intra_op=1, logical=2, physical=1, source="physical cores"))
@@ -393,5 +395,6 @@ def test_apply_thread_policy_sets_torch_and_exports_absent_variables(monkeypatch
         import os
 
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "7"  # set ones are kept
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     finally:
         torch.set_num_threads(before)

@@ -123,6 +123,8 @@ class SAM:
                 e_w = torch._foreach_mul(grads, s)
             torch._foreach_add_(e_w, group)  # e(w) + w = w + e(w) exactly: the local maximum, in e(w)'s memory
             for p, w_e in zip(group, e_w):
+                if w_e.stride() != p.stride():  # e.g. a 1x1 conv's gradient: keep the parameter's layout (compile)
+                    w_e = torch.empty_like(p).copy_(w_e)
                 self._old[p] = p.data
                 p.data = w_e
 
