@@ -3,7 +3,9 @@
 Why: torch's default is one intra-op thread per *logical* CPU the runtime sees, and the workbook runs on shared
 machines where other processes already load the cores. More busy threads than cores (OpenMP threads of torch
 plus DataLoader workers plus other users' jobs) make every parallel region wait for its slowest, descheduled
-thread: measured 2-4x slower than one thread on a loaded 2-core machine (docs/speed.md).
+thread. Measured on the shared 2-core machine at a load average of 6.5-8 (docs/speed.md): one ``orsanet_cpu``
+training step (batch 32) took 9-17 s with torch's default (2 threads that spin while they wait), 2.1-3.3 s with
+1 thread and 0.9-3 s with 2 threads that sleep while they wait (below).
 
 The policy (:func:`thread_plan` computes it, :func:`apply_thread_policy` applies it):
 
@@ -16,13 +18,15 @@ The policy (:func:`thread_plan` computes it, :func:`apply_thread_policy` applies
   unless set): a spinning thread burns the CPU time its descheduled partner needs. On the shared 2-core machine
   under a load average of 6.5, one ``orsanet_cpu`` training step took 9-17 s with torch's spinning default and
   0.9-3 s with PASSIVE (the same two threads; docs/speed.md). OpenMP reads it once, when torch is imported: it acts
-  in this process when the policy runs before ``import torch`` (``import orsalib`` does not import torch), and
-  always in subprocesses (papermill kernels, torchrun workers);
+  in this process when the environment is exported before ``import torch`` (:func:`export_thread_environment`,
+  which ``import orsalib`` calls and which does not import torch), and always in subprocesses (papermill kernels,
+  torchrun workers);
 - DataLoader workers (:func:`loader_workers`) use only the CPUs the intra-op threads leave free (on CUDA all
   but one: the main process mostly waits on the device); each worker runs one thread (the DataLoader sets it).
 
-Usage: ``orsalib.threads.apply_thread_policy()`` once per process (the CLI, the runbook and ``import orsalib``
-call it); it is idempotent and cheap.
+Usage: ``import orsalib`` calls :func:`export_thread_environment` (environment only, no torch import); the CLI and
+the runbook call :func:`apply_thread_policy` (environment + ``torch.set_num_threads``). Both are idempotent and cheap
+(a few sysfs reads).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "applied_plan",
     "apply_thread_policy",
     "available_cpus",
+    "export_thread_environment",
     "loader_workers",
     "physical_cores",
     "thread_plan",
@@ -181,27 +186,37 @@ def loader_workers(requested: int, device: Any = "cpu", plan: ThreadPlan | None 
 _APPLIED: ThreadPlan | None = None
 
 
+def export_thread_environment(plan: ThreadPlan | None = None) -> ThreadPlan:
+    """Export the policy to the environment without importing torch (what ``import orsalib`` calls).
+
+    Sets ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (= ``plan.intra_op``) and ``OMP_WAIT_POLICY`` (= ``PASSIVE``)
+    in ``os.environ`` *where absent*. A torch imported afterwards starts its OpenMP runtime with them (threads and
+    wait policy); subprocesses (papermill kernels, torchrun, spawned DataLoader workers) inherit them.
+    """
+    plan = plan or thread_plan()
+    for var, value in (("OMP_NUM_THREADS", str(plan.intra_op)), ("MKL_NUM_THREADS", str(plan.intra_op)),
+                       ("OMP_WAIT_POLICY", plan.wait_policy)):  # fmt: skip
+        os.environ.setdefault(var, value)
+    return plan
+
+
 def apply_thread_policy(plan: ThreadPlan | None = None, set_env: bool = True) -> ThreadPlan:
     """Apply the policy to this process (idempotent); returns the :class:`ThreadPlan`.
 
     Side effects:
-        - with ``set_env``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (= ``plan.intra_op``) and
-          ``OMP_WAIT_POLICY`` (= ``PASSIVE``) are set in ``os.environ`` *where absent*, so subprocesses (papermill
-          kernels, torchrun, DataLoader workers started with spawn) inherit the policy; when torch is not imported
-          yet, this process's OpenMP runtime starts with them too;
-        - imports torch and calls ``torch.set_num_threads(plan.intra_op)``;
+        - with ``set_env``, :func:`export_thread_environment` (environment variables where absent);
+        - imports torch and calls ``torch.set_num_threads(plan.intra_op)`` (the wait policy acts only if torch was
+          not imported before: call :func:`export_thread_environment` early, as ``import orsalib`` does);
         - the inter-op pool is not touched (the workbook runs no inter-op parallel work).
 
     Args:
         plan: the plan to apply (default :func:`thread_plan` of this process).
-        set_env: also export the policy to the environment (subprocesses, and OpenMP when torch is not loaded yet).
+        set_env: also export the policy to the environment.
     """
     global _APPLIED
     plan = plan or thread_plan()
     if set_env:
-        for var, value in (("OMP_NUM_THREADS", str(plan.intra_op)), ("MKL_NUM_THREADS", str(plan.intra_op)),
-                           ("OMP_WAIT_POLICY", plan.wait_policy)):  # fmt: skip
-            os.environ.setdefault(var, value)
+        export_thread_environment(plan)
     import torch  # after the environment: a first import of torch starts OpenMP with the policy
 
     if torch.get_num_threads() != plan.intra_op:

@@ -34,7 +34,15 @@ from orsalib.priors.fast import (
     resolve_precision,
 )
 from orsalib.priors.landmarks import LandmarkPredictor, load_mobilefacenet
-from orsalib.threads import ThreadPlan, apply_thread_policy, available_cpus, loader_workers, physical_cores, thread_plan
+from orsalib.threads import (
+    ThreadPlan,
+    apply_thread_policy,
+    available_cpus,
+    export_thread_environment,
+    loader_workers,
+    physical_cores,
+    thread_plan,
+)
 
 CPU = torch.device("cpu")
 
@@ -398,3 +406,14 @@ def test_apply_thread_policy_sets_torch_and_exports_absent_variables(monkeypatch
         assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     finally:
         torch.set_num_threads(before)
+
+
+def test_export_thread_environment_only_fills_absent_variables(monkeypatch):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    plan = export_thread_environment(ThreadPlan(3, 4, 3, "physical cores", "PASSIVE"))
+    import os
+
+    assert (os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"]) == ("3", "3") and plan.intra_op == 3
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's choice stays
