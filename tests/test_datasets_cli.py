@@ -160,11 +160,10 @@ def test_profile_prior_source_adapts_to_real_faces(tmp_path):
         load_profile("cpu", {"data.dataset": "rafdb", "data.data_root": str(raf), "prior.source": "oracle"})
 
 
-def test_cpu_profile_uses_detected_priors_on_synthfer_only(tmp_path):
-    assert load_profile("cpu").prior.source == "synth-detected"  # priors that fail under occluders
+def test_synthfer_only_prior_sources_fall_back_on_real_faces(tmp_path):
     raf = make_rafdb(tmp_path / "raf", per_class=(1, 1))
     real = load_profile("cpu", {"data.dataset": "rafdb", "data.data_root": str(raf)})
-    assert real.prior.source == "landmark-parsing"  # detectors trained on drawn faces are not the default on photos
+    assert real.prior.source == "landmark-parsing"  # neither ground truth nor drawn-face detectors on photos
     over = {"data.dataset": "rafdb", "data.data_root": str(raf), "prior.source": "synth-detected"}
-    explicit = load_profile("cpu", over)
-    assert explicit.prior.source == "synth-detected"  # asked for by name: allowed
+    assert load_profile("cpu", over).prior.source == "synth-detected"  # asked for by name: allowed
+    assert load_profile("cpu", {"prior.source": "synth-detected"}).prior.source == "synth-detected"
