@@ -25,13 +25,38 @@ def paper_priors(b: int = 2, s: int = 64, seed: int = 0) -> dict[str, torch.Tens
 @pytest.mark.parametrize(
     "name, expected",
     [("orsanet_cpu", 1_385_861), ("orsanet_tiny", 581_292), ("baseline_cpu", 366_975),
-     ("baseline_tiny", 90_487)],
+     ("baseline_tiny", 90_487), ("resnet18_cpu", 11_180_103)],
 )  # fmt: skip
 def test_cpu_variant_param_counts_pinned(name, expected):
     m = create_model(name)
     assert n_params(m) == n_params(m, trainable=True) == expected
-    if "baseline" not in name:
+    if "orsanet" in name:
         assert n_params(m) < 3_000_000
+
+
+def test_cpu_family_token_layouts():
+    """orsanet_cpu and its twin use the released raw-view tokens; orsanet_tiny keeps one token per grid cell."""
+    for name in ("orsanet_cpu", "baseline_cpu"):
+        assert create_model(name).cfg.token_layout == "released", name
+    for name in ("orsanet_tiny", "baseline_tiny"):
+        assert create_model(name).cfg.token_layout == "spatial", name
+
+
+@pytest.mark.parametrize("name, sees_position", [("baseline_cpu", True), ("baseline_tiny", False)])
+def test_twin_pooling_sees_where_features_are(name, sees_position):
+    """The twin's mean over tokens: with raw-view tokens it changes when the IR map's cells are permuted (it knows
+    where a feature is); with one token per cell it does not (a bag of local features: the cause of a chance-level
+    prior-free baseline on SynthFER, docs/cpu_family.md)."""
+    torch.manual_seed(0)
+    m = create_model(name).eval()
+    c, side = m.ir_back.out_channels, 64 // m.ir_back.stride
+    x_ir = torch.randn(2, c, side, side)
+    perm = torch.randperm(side * side, generator=torch.Generator().manual_seed(1))
+    shuffled = x_ir.flatten(2)[..., perm].reshape_as(x_ir)  # the same features at other cells
+    with torch.no_grad():
+        pooled = m._image_map(x_ir).flatten(2).mean(-1)  # (B, D)
+        pooled_shuffled = m._image_map(shuffled).flatten(2).mean(-1)
+    assert torch.allclose(pooled, pooled_shuffled, atol=1e-5) is not sees_position
 
 
 @pytest.mark.slow

@@ -183,6 +183,15 @@ def test_registry_names_create_and_record_margin():
         create_model("ran_tiny", backbone_kwargs={"channels": (8, 16, 32, 64), "pretrained": True})
 
 
+@pytest.mark.parametrize("name, params", [("ran_cpu", 1_250_697), ("ran_tiny", 92_313)])
+def test_cpu_variant_parameter_counts_pinned(name, params):
+    """ran_cpu: half-width resnet10t (256-d region features), 48-pixel crops; ran_tiny: smoke size."""
+    model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == params
+    if name == "ran_cpu":
+        assert model.feature_dim == 256 and model.cfg.crop_size == 48
+
+
 def test_paper_model_parameter_count():
     """ResNet-18 (11,176,512 without its FC) + alpha FC 513 + beta FC 1,025 + classifier 1024*7+7."""
     model = create_model("ran_resnet18")

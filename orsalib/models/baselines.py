@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from ._registry import list_models, model_meta, register_model
@@ -58,4 +59,33 @@ def baseline_ir50(**overrides: Any) -> nn.Module:
     return orsanet_large(baseline=True, **_strip(overrides))
 
 
-__all__ = ["baseline_cpu", "baseline_for", "baseline_ir50", "baseline_tiny"]
+class TimmClassifier(nn.Module):
+    """A timm classifier under the workbook contract: ``forward(image, priors=None) -> {"logits", "features"}``.
+
+    ``features`` (B, F) are the pooled pre-logits (what the head reads); priors are ignored.
+    """
+
+    def __init__(self, name: str, num_classes: int = 7, **kwargs: Any):
+        super().__init__()
+        import timm
+
+        if kwargs.pop("pretrained", False):
+            raise ValueError("the workbook does not download weights; timm baselines are built with pretrained=False")
+        self.net = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+
+    def forward(self, image: torch.Tensor, priors: dict | None = None) -> dict[str, torch.Tensor]:
+        fmap = self.net.forward_features(image)  # (B, C, h, w)
+        feat = self.net.forward_head(fmap, pre_logits=True)  # (B, C)
+        return {"logits": self.net.get_classifier()(feat), "features": feat}
+
+
+@register_model(family="baseline", task="fer", uses_priors=False, image_size=64)
+def resnet18_cpu(**overrides: Any) -> nn.Module:
+    """timm ``resnet18`` from scratch (11.2M parameters), the reference that SynthFER's difficulty is tuned against."""
+    kw = dict(overrides)
+    for k in ("img_size", "image_size", "drop_path", "prior_routing"):
+        kw.pop(k, None)
+    return TimmClassifier("resnet18", **kw)
+
+
+__all__ = ["TimmClassifier", "baseline_cpu", "baseline_for", "baseline_ir50", "baseline_tiny", "resnet18_cpu"]

@@ -18,8 +18,11 @@ landmark rendered on the token grid (sigma in grid cells), so token t holds the 
 embedded by an MLP 68->D->D. This routing needs only the ``landmarks`` and ``parsing`` priors (what the
 SynthFER oracle gives).
 
-``token_layout="spatial"`` (default of the CPU-sized variants) average-pools the backbone map to the token grid
-and makes one token per cell, so the tokens line up with the priors; ``"released"`` reproduces the raw view.
+``token_layout="released"`` (default, also of ``orsanet_cpu``) reproduces the raw view: each token holds whole
+channel maps, so the token layer and the mean over tokens of the prior-free baseline see *where* a feature is.
+``"spatial"`` (``orsanet_tiny``) average-pools the backbone map to the token grid and makes one token per cell, so
+the tokens line up with the priors; the baseline's mean over such tokens is a bag of local features, position lost
+(docs/cpu_family.md: a spatial-token ``baseline_cpu`` stays at chance on SynthFER, the released layout learns).
 
 Priors come as tensors from the prior cache (default) or, with ``priors_in_model=True``, from the frozen
 MobileFaceNet / SegFace networks built inside the model (released end-to-end inference on raw images; with
@@ -450,14 +453,20 @@ def _released(depth: int) -> ORSANetConfig:
     return ORSANetConfig(depth=depth)
 
 
+# The CPU family (docs/cpu_family.md). Its image branch (IR stem + 3 stages -> (B, 96, 8, 8) at 64 px -> raw view
+# into 64 tokens of 96 values -> Linear 96->96) is shared with the prior-free twin ``baseline_cpu``, which learns
+# SynthFER on its own with the released token layout (80 % clean at the cpu budget) and not with one token per cell
+# (chance: the mean over cell tokens drops where each feature is). 0.13 GFLOPs per 64-px image: sized so that the
+# cpu-profile suite fits 2 cores.
 CPU_CONFIG = ORSANetConfig(
     img_size=64, stem=16, stages=((24, 1), (48, 1), (96, 2)), backbone_input_size=None, backbone_output_layer=False,
-    token_layout="spatial", grid=8, embed_dim=96, depth=2, num_heads=4, drop_path=0.05, spade_hidden=48,
+    token_layout="released", grid=8, embed_dim=96, depth=2, num_heads=4, drop_path=0.05, spade_hidden=48,
     prior_routing="paper", seg_strides=(2, 2, 2, 1),
-)  # fmt: skip  (0.12 GFLOPs per 64-px image: sized so the cpu-profile suite fits 2 cores)
+)  # fmt: skip
+# Smoke tests only; keeps the one-token-per-cell layout it was pinned with.
 TINY_CONFIG = replace(
-    CPU_CONFIG, stem=16, stages=((16, 1), (32, 1), (64, 1)), embed_dim=64, depth=1, num_heads=2, drop_path=0.0,
-    spade_hidden=32,
+    CPU_CONFIG, stem=16, stages=((16, 1), (32, 1), (64, 1)), token_layout="spatial", embed_dim=64, depth=1,
+    num_heads=2, drop_path=0.0, spade_hidden=32,
 )  # fmt: skip
 
 
@@ -481,7 +490,7 @@ def orsanet_large(**overrides: Any) -> ORSANet:
 
 @register_model(family="orsanet", task="fer", uses_priors=True, image_size=64)
 def orsanet_cpu(**overrides: Any) -> ORSANet:
-    """CPU-sized ORSANet (every component kept): slim IR at 64 px, D=96, depth 2, 4 heads, 8x8 tokens."""
+    """CPU-sized ORSANet (every component kept): slim IR at 64 px, raw-view tokens, D=96, depth 2, 4 heads, 8x8."""
     return ORSANet(CPU_CONFIG, **overrides)
 
 
