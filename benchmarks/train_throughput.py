@@ -12,7 +12,8 @@ One SAM training step (two forward/backward passes, the same loss in both, as re
 Every variant runs the trainer's own step (:func:`orsalib.engine.trainer.train_step`). The variants are built once,
 warmed up once, then timed in interleaved rounds (one step of each per round, the order rotated), so that the load
 of a shared machine hits all of them; the ratios are taken per round (baseline time / variant time) and their median
-reported, beside the median step times. Usage::
+reported, beside the median step times. With ``released-bf16`` among the variants, ``cached-bf16`` is also compared
+with the release's step at its own precision (``cached-bf16_same_precision_ratio``). Usage::
 
     python benchmarks/train_throughput.py [--rounds 3] [--batch 8] [--variants cached-fp32,cached-bf16]
 """
@@ -155,10 +156,15 @@ def measure(
                  "channels_last": VARIANTS[v.name][2], "compile": VARIANTS[v.name][3]}
         for v in variants
     }  # fmt: skip
+    by_name = {v.name: v for v in variants}
     for v in variants[1:]:
         per_round = [b / t for b, t in zip(base, v.times)]
         rec[f"{v.name}_ratio"] = _median(per_round)
         rec[f"{v.name}_round_ratios"] = per_round
+        mode, amp = VARIANTS[v.name][:2]
+        twin = by_name.get(f"released-{'fp32' if amp == 'none' else amp}")
+        if mode == "cached" and twin is not None and twin is not variants[0]:  # the release's step at this precision
+            rec[f"{v.name}_same_precision_ratio"] = _median([b / t for b, t in zip(twin.times, v.times)])
     rec["round_load_average"] = loads
     rec["load_average_start"] = facts_start["load_average"]
     rec.update(machine_facts())

@@ -21,7 +21,7 @@ from orsalib.engine.trainer import StepState, build_optimizer, resolve_amp, trai
 from orsalib.losses import build_criterion
 from orsalib.models import create_model
 from orsalib.models.fold import fold_batchnorm
-from orsalib.models.ir50 import IRBackbone
+from orsalib.models.ir50 import BottleneckIR, IRBackbone
 from orsalib.models.mobilefacenet import MobileFaceNet
 from orsalib.paths import shared_path
 from orsalib.priors.fast import (
@@ -236,6 +236,39 @@ def test_folded_ir_backbone_equals_unfolded_and_training_models_refuse():
         torch.testing.assert_close(folded(x), ir(x), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(ir.train())
+
+
+def test_ir_shortcut_subsample_equals_the_1x1_max_pool():
+    # BottleneckIR replaces its 1x1 max-pool shortcut by a strided view: the same numbers and gradients, bit for bit
+    torch.manual_seed(0)
+    unit = IRBackbone(8, ((8, 2), (16, 1)), input_size=None, output_layer=False).body[1]  # stride 1, max-pool
+    down = BottleneckIR(8, 8, 2)
+    for m in (unit, down):
+        assert isinstance(m.shortcut_layer, torch.nn.MaxPool2d)
+        x = torch.randn(2, 8, 12, 12, requires_grad=True)
+        x_ref = x.detach().clone().requires_grad_()
+        y = m(x)
+        y_ref = m.shortcut_layer(x_ref) + m.res_layer(x_ref)
+        assert torch.equal(y, y_ref)
+        g = torch.randn_like(y)
+        y.backward(g)
+        y_ref.backward(g)
+        assert torch.equal(x.grad, x_ref.grad)
+
+
+def test_cpu_autocast_uses_the_math_attention_kernel_and_fp32_is_untouched():
+    from orsalib.engine.evaluate import autocast
+
+    q = torch.randn(2, 4, 10, 16)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    with autocast("cpu", None):
+        assert not torch.is_autocast_enabled("cpu") and torch.backends.cuda.flash_sdp_enabled()
+        assert torch.equal(torch.nn.functional.scaled_dot_product_attention(q, q, q), ref)
+    with autocast("cpu", torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+        out = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
 
 
 # ----------------------------------------------------------------------------- prior extraction

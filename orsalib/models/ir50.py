@@ -48,7 +48,11 @@ class BottleneckIR(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut_layer(x) + self.res_layer(x)
+        sc = self.shortcut_layer
+        if isinstance(sc, nn.MaxPool2d):  # a 1x1 max-pool is a strided subsample (identity at stride 1): the same
+            s = sc.stride if isinstance(sc.stride, int) else sc.stride[0]  # numbers and gradients, no pass over x
+            return (x if s == 1 else x[:, :, ::s, ::s]) + self.res_layer(x)
+        return sc(x) + self.res_layer(x)
 
 
 class IRBackbone(nn.Module):
