@@ -329,6 +329,9 @@ class _ConditionBuilder:
         # a copied content hash would make the prior cache serve the clean image's priors for the occluded copy
         occ = occ.drop(columns=["sha1"], errors="ignore").reset_index(drop=True)
         occ["source_index"] = np.asarray(src.index, dtype=np.int64)  # row order is kept by occlude_manifest
+        # where each copy comes from: a prior source trained per dataset build (synth-detected) uses that build's
+        # networks for the copies too
+        occ["origin_path"] = src["origin_path"].to_numpy() if "origin_path" in src.columns else src["path"].to_numpy()
         _share_oracle_landmarks(src, occ)
         loader, _ = _condition_loader(occ, self.cfg, self.seed, self.device, name)
         return EvalCondition(name, group, kind, ratio, occ, loader)

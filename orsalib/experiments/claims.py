@@ -2,8 +2,8 @@
 
 The claims (paper numbers from :mod:`orsalib.paper`):
 
-- **Table 2** "ORSANet beats the baselines" (clean images): ORSANet vs each baseline evaluated here (the prior-free
-  baseline of notebook 50, RAN of notebook 80), paired on the same images (bootstrap CI, McNemar);
+- **Table 2** "ORSANet beats the baselines" (clean images): ORSANet vs each baseline evaluated here (notebook 50's
+  prior-free twin and timm resnet18; RAN, in notebooks 50 and 80), paired on the same images (bootstrap CI, McNemar);
 - **Table 3** "ORSANet is more accurate under 10/20/30 % occlusion" and "ORSANet degrades least from 0 to 10/20/30 %":
   per image, the change of correctness from the clean image to its occluded copy, ORSANet's minus the baseline's
   (positive: ORSANet degrades less);
@@ -50,7 +50,10 @@ from .verdicts import (
 #: The paper tables whose claims get a verdict, in the order of the file.
 CLAIM_TABLES: tuple[str, ...] = ("Table 2", "Table 3", "Table 4", "Table 6", "Table 7", "Table 8")
 #: The baselines ORSANet is compared with on images (Tables 2-4) and the notebook that evaluates each.
-BASELINES: dict[str, str] = {"the prior-free baseline": "50_evaluation_occlusion", "RAN": "80_ran_baseline"}
+BASELINES: dict[str, str] = {
+    "the prior-free baseline": "50_evaluation_occlusion", "resnet18": "50_evaluation_occlusion",
+    "RAN": "80_ran_baseline",
+}  # fmt: skip
 #: Rows of the paper's tables that stand for a baseline label (others: compared with the strongest other method).
 PAPER_ROWS: dict[str, str] = {"RAN": "RAN"}
 #: The paper's artificial occlusion ratios (Table 3).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,7 @@ def load_or_train(
     data: FERData | None = None,
     which: str = "last",
     hint: str = "run notebooks/40_training.ipynb with the same run_name first",
+    criterion_extra: Callable | None = None,
 ) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
     """The trained model of ``run_dir`` (a ``train_fer`` folder), training it there first when asked.
 
@@ -151,6 +152,7 @@ def load_or_train(
             run is a FileNotFoundError whose message is ``hint``.
         data: prepared data for training (:func:`orsalib.experiments.fer.prepare_fer_data`).
         which: ``"last"`` (honest) or ``"best"`` (selected on the evaluation split, as the release reports).
+        criterion_extra: an extra loss term for training (RAN's region biased loss; ``train_fer``).
 
     Returns:
         ``(model in eval mode, the run's config, info)`` with ``info`` = ``{"run_dir", "trained_here", "status",
@@ -175,7 +177,7 @@ def load_or_train(
             )
     if status == "missing" or (status == "running" and train_if_missing):
         t0 = time.perf_counter()
-        train_fer(cfg, run_dir=rd, data=data, resume=True)
+        train_fer(cfg, run_dir=rd, data=data, resume=True, criterion_extra=criterion_extra)
         info.update(trained_here=True, status="completed", minutes=round((time.perf_counter() - t0) / 60, 2))
     model, run_cfg = load_trained(rd, which=which)
     info["epoch"] = int(getattr(model, "checkpoint_epoch", 0))
