@@ -239,13 +239,14 @@ _PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "cpu": {
         "seeds": [0, 1],
-        "data": dict(image_size=64, train_per_class=120, val_per_class=50, synth_size=64, occlusion_prob=0.5),
-        # ground-truth priors (the labelled upper bound) until the cpu image branch learns on its own: with the
-        # detected priors ("synth-detected", which fail under occluders as real prior networks do) orsanet_cpu reached
-        # 21.4 % clean at this budget (chance 14.3 %), so the default stays "oracle" for now
-        "prior": dict(source="oracle", batch_size=64),
+        # 400 / 100 faces per class and 8 epochs: the budget at which every model of the cpu family learns SynthFER
+        # (docs/cpu_family.md: prior-free twin and resnet18 >= 70 % clean, RAN >= 50 %)
+        "data": dict(image_size=64, train_per_class=400, val_per_class=100, synth_size=64, occlusion_prob=0.5),
+        # detected priors (small networks trained on SynthFER's training split, orsalib/priors/detected.py): they
+        # fail under occluders as real prior networks do; "oracle" (ground truth) is the labelled upper bound
+        "prior": dict(source="synth-detected", batch_size=64),
         "model": dict(name="orsanet_cpu", prior_routing="paper", drop_path=0.05),
-        "train": dict(epochs=10, batch_size=32, lr=2e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
+        "train": dict(epochs=8, batch_size=32, lr=2e-3, sam=False, lsce_warmup_epochs=2, scheduler="cosine"),
     },
     "paper": {
         "seeds": [123],
