@@ -34,10 +34,12 @@ FOLDERS: dict[str, str] = {
     "verdicts.json: a verdict for every paper claim",
     "data": "manifest.csv + manifest.validation.json of the run's dataset (notebook 10)",
     "train": "notebook 40's training run: config.json, metrics.jsonl, summary.json, checkpoints/{last,best}.pt",
-    "baseline": "notebook 50's prior-free baseline: train/ (same layout as train/)",
+    "baseline": "notebook 50's prior-free twin: train/ (same layout as train/)",
+    "50_oracle": "notebook 50's ORSANet with oracle (ground-truth) priors, the upper bound: train/",
+    "50_resnet18": "notebook 50's timm resnet18 trained from scratch: train/",
     "ablations": "notebook 60: ablations.jsonl (one record per variant and seed) + <variant>/seed<k>/ runs",
     "transfer": "notebooks 70/71: <task>/<model>/<variant>_seed<k>/ training runs",
-    "80_ran_train": "notebook 80's RAN training run (same layout as train/)",
+    "80_ran_train": "RAN's training run (notebook 50's comparison, reused by notebook 80; same layout as train/)",
     "80_orsanet_train": "notebook 80's ORSANet run when notebook 40's could not be reused",
 }
 FILES: dict[str, str] = {
