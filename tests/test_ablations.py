@@ -134,3 +134,58 @@ def test_load_or_train_missing_and_eval_config(tmp_path, cfg):
     assert e.prior.source == "oracle"
     e2 = R.eval_config("smoke", {"data.dataset": "fer2013", "data.data_root": str(tmp_path)}, prior_source="none")
     assert e2.prior.source == "none"
+
+
+def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from orsalib.experiments import claims as C
+    from orsalib.experiments.per_image import read_per_image
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(14):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
+        split = "train" if i < 4 else ("valid" if i < 9 else "valid_occluded")
+        rows.append({"path": str(p), "label": i % 7, "label_name": "x", "split": split})
+    cfg = load_profile(
+        "smoke", {"prior.source": "none", "data.image_size": 32, "model.name": "baseline_tiny"}, run_name="t_ablate"
+    )
+    data = types.SimpleNamespace(manifest=pd.DataFrame(rows), loaders={}, prior_store=None, class_names=[])
+
+    def fake_train(vcfg, run_dir=None, data=None, model=None, resume=False):
+        torch.manual_seed(vcfg.seed + 10 * int(vcfg.train.dare))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.5)
+        return types.SimpleNamespace(best={}, best_epoch=1, last={"epoch": 1})
+
+    out = tmp_path / "abl"
+    df = A.run_ablations(cfg, ["full", "w/o DARELoss"], seeds=[0, 1], out_dir=out, data=data, train_fn=fake_train,
+                         progress=False)  # fmt: skip
+    assert (df["per_image"] == [f"{A.slug(v)}/seed{s}/per_image.npz" for v, s in zip(df.variant, df.seed)]).all()
+    got = {(r.variant, r.seed): read_per_image(r.per_image_path) for r in df.itertuples()}
+    for (variant, seed), cols in got.items():
+        assert set(cols) == set(A.METRICS)
+        rec = df[(df.variant == variant) & (df.seed == seed)].iloc[0]
+        for m in A.METRICS:  # the record's accuracy is the mean of the per-image correctness
+            assert rec[m] == pytest.approx(cols[m]["correct"].mean())
+        # the occluded copies keep their face's id (the source manifest row); the real split has its own rows
+        assert list(cols["clean_acc"].index) == list(cols["occluded_acc"].index) == [4, 5, 6, 7, 8]
+        assert list(cols["real_occluded_acc"].index) == [9, 10, 11, 12, 13]
+    full, wo = got[("full", 0)]["clean_acc"], got[("w/o DARELoss", 0)]["clean_acc"]
+    assert full.index.equals(wo.index) and (full["label"] == wo["label"]).all()  # the same images, paired
+    vs = {v.claim: v for v in C.table6_claims(df)}
+    v = vs["removing DARELoss hurts (clean images, RAF-DB analogue)"]
+    assert v.unit == "images x seeds" and v.n == 10 and v.seeds == [0, 1] and v.over_seeds["n"] == 2
+    # records written before per-image files were kept: the claims fall back to the comparison over seeds
+    log = out / "ablations.jsonl"
+    old = [{k: x for k, x in json.loads(line).items() if k != "per_image"} for line in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps(r) + "\n" for r in old))
+    back = A.read_results(out)
+    assert (back["per_image_path"] == "").all() and len(back) == 4
+    v = {v.claim: v for v in C.table6_claims(back)}["removing DARELoss hurts (clean images, RAF-DB analogue)"]
+    assert v.unit == "seeds" and "paired over seeds only" in v.note

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from orsalib.experiments import claims as C
+from orsalib.experiments.ablations import slug
+from orsalib.experiments.transfer import hsi_metrics
 from orsalib.experiments.verdicts import NOT_MEASURED, VERDICTS, compare_over_seeds
 from orsalib.paper import TABLE2, TABLE6, table7_delta, table8_delta
 
 FIELDS = {"claim", "table", "paper", "ours", "delta", "ci_low", "ci_high", "p", "n", "unit", "verdict", "mde",
-          "paper_delta", "seeds", "note", "source", "dataset"}  # fmt: skip
+          "paper_delta", "seeds", "note", "source", "dataset", "over_seeds"}  # fmt: skip
 BASE = {"the prior-free baseline": "base"}
 N_CLAIMS = 63  # every claim of Tables 2, 3, 4, 6, 7, 8 (test_expected_claims_cover_every_table)
 
@@ -306,3 +308,174 @@ def test_verdict_figure_and_run_index_section():
     C.record_verdicts(run, vs)
     page = write_run_index(run).read_text()
     assert "Paper claims: verdicts" in page and page.count("<tr title=") == N_CLAIMS and "v-holds" in page
+
+
+# ----------------------------------------------------------------------------- Tables 6-8 on images x seeds
+def _hits_pair(rng, n, gap, acc=0.8, disagree=0.15):
+    """Correctness of A and B on the same n images: they disagree on ~``disagree`` at equal accuracy, then B loses
+    ``gap`` of the images (gap < 0: A does)."""
+    base = rng.random(n) < acc
+    a = base ^ (rng.random(n) < disagree / 2)
+    b = base ^ (rng.random(n) < disagree / 2)
+    if gap > 0:
+        b &= ~(rng.random(n) < gap / acc)
+    elif gap < 0:
+        a &= ~(rng.random(n) < -gap / acc)
+    return a, b
+
+
+def _derived(rng, ref, gap, disagree=0.15):
+    """Correctness of a model that disagrees with ``ref`` on ~``disagree`` of the images at equal accuracy, then is
+    ``100 * gap`` points worse (gap > 0) or better (gap < 0)."""
+    acc = ref.mean()
+    r_hit, r_miss = disagree / 2 / acc, disagree / 2 / (1 - acc)  # as many hits lost as misses gained
+    u = rng.random(ref.size)
+    x = np.where(ref, u >= r_hit, u < r_miss)
+    v = rng.random(ref.size)
+    if gap > 0:
+        x &= ~(v < gap / x.mean())
+    elif gap < 0:
+        x |= v < -gap / (1 - x.mean())
+    return x
+
+
+def _write(path, columns):
+    from orsalib.experiments.per_image import write_per_image
+
+    return str(write_per_image(path, columns))
+
+
+def _cols(correct, ids, top5=None, num_classes=7):
+    labels = ids % num_classes
+    pred = np.where(correct, labels, (labels + 1) % num_classes)
+    out = {"ids": ids, "label": labels, "pred": pred}
+    if top5 is not None:
+        out["top5"] = top5
+    return out
+
+
+def test_table6_on_images_x_seeds_known_null_reversed(tmp_path):
+    # per seed one full model and three ablations derived from it: 3 points worse, as good, 3 points better
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in (0, 1, 2):
+        ids = rng.permutation(np.arange(1000))
+        full = {m: rng.random(1000) < acc for m, acc in (("clean_acc", 0.8), ("occluded_acc", 0.6),
+                                                          ("real_occluded_acc", 0.7))}  # fmt: skip
+        variants = {"full": full}
+        for v, gap in (("w/o segmentation prior", 0.03), ("w/o cross-interaction", 0.0), ("w/o DARELoss", -0.03)):
+            out = {}
+            for m, f in full.items():
+                out[m] = _derived(rng, f, gap)
+            variants[v] = out
+        for v, cols in variants.items():
+            path = _write(tmp_path / f"{slug(v)}_{s}.npz", {m: _cols(c, ids) for m, c in cols.items()})
+            rows.append({"variant": v, "seed": s, **{m: c.mean() for m, c in cols.items()},
+                         "occluded_condition": "rectangle 20%", "per_image_path": path})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    by = _by_claim(C.table6_claims(runs, dataset="synthfer"))
+    seg = by["removing segmentation prior hurts (clean images, RAF-DB analogue)"]
+    assert seg.verdict == "holds" and seg.unit == "images x seeds" and seg.n == 3000 and seg.seeds == [0, 1, 2]
+    assert 1.5 < seg.delta < 4.5 and seg.mde < 3.0 and "McNemar" in seg.note
+    assert seg.over_seeds["n"] == 3 and "over seeds (n = 3)" in seg.note  # the over-seeds test kept beside it
+    assert seg.delta == pytest.approx(seg.over_seeds["delta"])  # equal images per seed: the same mean difference
+    assert by["removing segmentation prior hurts (real occlusion, RAF-DB (occlu) analogue)"].verdict == "holds"
+    assert by["removing cross-interaction hurts (clean images, RAF-DB analogue)"].verdict == "not resolved"
+    assert by["removing DARELoss hurts (artificial occlusion; not a column of the paper)"].verdict == "reversed"
+    assert by["removing multi-scale hurts (clean images, RAF-DB analogue)"].verdict == NOT_MEASURED
+    # a seed whose files are gone is left out of the images x seeds test and named in the note
+    part = runs.copy()
+    part.loc[part.seed == 2, "per_image_path"] = ""
+    seg2 = _by_claim(C.table6_claims(part))["removing segmentation prior hurts (clean images, RAF-DB analogue)"]
+    assert seg2.n == 2000 and seg2.seeds == [0, 1] and "seeds [2] have no per-image" in seg2.note
+    assert seg2.over_seeds["n"] == 3
+
+
+def test_table6_old_records_without_per_image_fall_back_to_seeds():
+    runs = _ablation_runs()  # records as written before per-image files were kept
+    seg = _by_claim(C.table6_claims(runs))["removing segmentation prior hurts (clean images, RAF-DB analogue)"]
+    assert seg.unit == "seeds" and seg.verdict == "holds" and "paired over seeds only" in seg.note
+    assert seg.over_seeds == {}
+    missing = runs.assign(per_image_path="/nowhere/per_image.npz")
+    seg = _by_claim(C.table6_claims(missing))["removing segmentation prior hurts (clean images, RAF-DB analogue)"]
+    assert seg.unit == "seeds" and "paired over seeds only" in seg.note
+
+
+def _dare_runs_per_image(tmp_path, kind, gap, seeds=(0, 1, 2), n=1200):
+    rng = np.random.default_rng(21)
+    rows = []
+    for s in seeds:
+        ids = np.arange(n) * 3 + 7  # e.g. flat pixel positions
+        if kind == "hsi":
+            for scene, mode in (("indian_pines", "pixel"), ("pavia_u", "patch")):
+                c = 9
+                y = rng.integers(0, c, n)
+                wo_ok = rng.random(n) < 0.8
+                w_ok = _derived(rng, wo_ok, -gap / 100)  # "with" is gap points better
+                wo = np.where(wo_ok, y, (y + rng.integers(1, c, n)) % c)  # a wrong label is never y
+                w = np.where(w_ok, y, (y + rng.integers(1, c, n)) % c)
+                for var, pred in (("without", wo), ("with", w)):
+                    path = _write(tmp_path / f"{scene}{mode}{var}{s}.npz", {"test": {"ids": ids, "label": y,
+                                                                                      "pred": pred}})  # fmt: skip
+                    m = hsi_metrics(y, pred, c)
+                    rows.append({"task": f"{scene} {mode}", "model": f"spectralformer_{mode}", "variant": var,
+                                 "seed": s, "OA": m["OA"], "AA": m["AA"], "kappa": m["kappa"],
+                                 "dataset": "semi-synthetic", "per_image": path})  # fmt: skip
+        else:
+            c1_wo = rng.random(n) < 0.8
+            c1_w = _derived(rng, c1_wo, -gap / 100)  # "with" is gap points better
+            t5_w, t5_wo = _hits_pair(rng, n, 0.0, acc=0.97, disagree=0.03)
+            for var, c1, t5 in (("with", c1_w, t5_w), ("without", c1_wo, t5_wo)):
+                t5 = t5 | c1  # top-1 correct -> top-5 correct
+                path = _write(tmp_path / f"img{var}{s}.npz", {"test": _cols(c1, ids, top5=t5, num_classes=10)})
+                rows.append({"model": "crossvit_tiny", "family": "crossvit", "variant": var, "seed": s,
+                             "top1": 100 * c1.mean(), "top5": 100 * t5.mean(), "dataset": "digits",
+                             "per_image": path})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_table7_on_pixels_x_seeds(tmp_path):
+    by = _by_claim(C.table7_claims(_dare_runs_per_image(tmp_path, "hsi", 3.0)))
+    oa = by["DARELoss improves SpectralFormer OA on Indian Pines (pixel-wise)"]
+    assert oa.verdict == "holds" and oa.unit == "pixels x seeds" and oa.n == 3600 and "McNemar" in oa.note
+    for m in ("AA", "kappa"):
+        v = by[f"DARELoss improves SpectralFormer {m} on Pavia University (patch-wise)"]
+        assert v.verdict == "holds" and v.unit == "pixels x seeds" and "permutation" in v.note and v.ours
+        assert v.delta == pytest.approx(v.over_seeds["delta"])  # mean of the per-seed metric differences
+    assert by["DARELoss improves SpectralFormer OA on Pavia University (pixel-wise)"].verdict == NOT_MEASURED
+    flip = _by_claim(C.table7_claims(_dare_runs_per_image(tmp_path, "hsi", -3.0)))
+    assert flip["DARELoss improves SpectralFormer kappa on Indian Pines (pixel-wise)"].verdict == "reversed"
+    null = _by_claim(C.table7_claims(_dare_runs_per_image(tmp_path, "hsi", 0.0)))
+    assert null["DARELoss improves SpectralFormer AA on Indian Pines (pixel-wise)"].verdict == "not resolved"
+
+
+def test_table8_on_images_x_seeds_top1_top5(tmp_path):
+    by = _by_claim(C.table8_claims(_dare_runs_per_image(tmp_path, "image", 3.0)))
+    t1 = by["DARELoss improves CrossViT top-1 on CIFAR-10"]
+    assert t1.verdict == "holds" and t1.unit == "images x seeds" and t1.n == 3600 and t1.dataset == "digits"
+    t5 = by["DARELoss improves CrossViT top-5 on CIFAR-10"]
+    assert t5.unit == "images x seeds" and "top-5 correctness" in t5.note and t5.mde < t1.mde
+    rev = _by_claim(C.table8_claims(_dare_runs_per_image(tmp_path, "image", -3.0)))
+    assert rev["DARELoss improves CrossViT top-1 on CIFAR-10"].verdict == "reversed"
+    null = _by_claim(C.table8_claims(_dare_runs_per_image(tmp_path, "image", 0.0)))
+    assert null["DARELoss improves CrossViT top-1 on CIFAR-10"].verdict == "not resolved"
+    old = _by_claim(C.table8_claims(_dare_runs("image", 1.5)))  # runs without per-image files: over seeds
+    assert old["DARELoss improves CrossViT top-1 on CIFAR-10"].unit == "seeds"
+
+
+def test_per_image_file_round_trip(tmp_path):
+    from orsalib.experiments.per_image import column_arrays, read_per_image, write_per_image
+
+    logits = np.array([[0.1, 2.0, 0.3, 0, 0, 0], [3.0, 0.0, 0.1, 0, 0, 0.2], [0, 0, 0, 0, 0, 1.0]])
+    cols = column_arrays(np.array([9, 4, 9]), np.array([1, 2, 3]), logits, top5=True)
+    path = write_per_image(tmp_path / "run" / "per_image.npz", {"test": cols})
+    back = read_per_image(path)["test"]
+    assert list(back.index) == [9, 4]  # a repeated id keeps its first row
+    assert list(back["pred"]) == [1, 0] and list(back["correct"]) == [True, False]
+    assert list(back["top5"]) == [True, True]
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable per-image file"):
+        read_per_image(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="must not contain"):
+        write_per_image(tmp_path / "x.npz", {"a__b": cols})

@@ -1,5 +1,7 @@
 """Transfer experiment loop: OA/AA/kappa, the criterion, and a tiny with/without comparison through fit()."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,56 @@ def test_resize_input_wrapper_for_paper_sized_models():
     assert out["logits"].shape == (2, 10)
     kw = X.IMAGE_PROFILES["paper"]["models"]
     assert kw["gfnet_ti"]["input_size"] == 224 and kw["crossvit_tiny_240"]["input_size"] == 240
+
+
+def test_runs_keep_per_item_predictions_on_the_same_items():
+    from orsalib.experiments import claims as C
+    from orsalib.experiments.per_image import read_per_image
+
+    task = X.image_task(None, "smoke", max_train_per_class=3, max_test_per_class=4)
+    assert task.info["n_test_all"] >= task.info["n_test"] == 40
+    cfg = X.transfer_train_config("image", "smoke", max_steps_per_epoch=1)
+    runs = X.run_dare_comparison(task, {"gfnet_cifar_tiny": dict(depth=1, embed_dim=16)}, [0, 1], cfg, "t_per_item")
+    cols = [read_per_image(p)["test"] for p in runs.per_image]
+    for (_, r), c in zip(runs.iterrows(), cols):
+        assert len(c) == r.n_test == 40 and r.n_test_all == task.info["n_test_all"]
+        assert r.top1 == pytest.approx(100 * c["correct"].mean()) and r.top5 == pytest.approx(100 * c["top5"].mean())
+        assert c.index.equals(cols[0].index) and (c["label"] == cols[0]["label"]).all()  # the same test images
+    by = {v.claim: v for v in C.table8_claims(runs)}
+    v = by["DARELoss improves GFNet top-5 on CIFAR-10"]
+    assert v.unit == "images x seeds" and v.n == 80 and v.seeds == [0, 1] and v.over_seeds["n"] == 2
+
+
+def test_hsi_per_pixel_predictions_match_the_last_evaluation():
+    from orsalib.experiments import claims as C
+    from orsalib.experiments.per_image import read_per_image
+
+    task = X.hsi_task("indian_pines", "pixel", profile="smoke")
+    assert task.info["n_test_all"] > task.info["n_test"] == 150
+    cfg = X.transfer_train_config("hsi", "smoke", epochs=1, max_steps_per_epoch=2)
+    runs = X.run_dare_comparison(task, {"spectralformer_pixel": dict(depth=1)}, [0], cfg, "t_per_pixel", tag="pixel")
+    ds = task.test_ds
+    width = ds.padded.shape[2] - 2 * (ds.patch // 2)
+    for _, r in runs.iterrows():
+        c = read_per_image(r.per_image)["test"]
+        assert list(c.index) == list(ds.rows * width + ds.cols)  # flat pixel positions in the scene
+        m = X.hsi_metrics(c["label"], c["pred"], task.num_classes)  # the trainer's last evaluation, per pixel
+        assert (m["OA"], m["AA"], m["kappa"]) == pytest.approx((r.OA, r.AA, r.kappa))
+    by = {v.claim: v for v in C.table7_claims(runs)}
+    for metric in ("OA", "AA", "kappa"):
+        v = by[f"DARELoss improves SpectralFormer {metric} on Indian Pines (pixel-wise)"]
+        assert v.unit == "pixels x seeds" and v.n == 150 and math.isfinite(v.mde)  # one seed: still a CI on pixels
+
+
+def test_comparison_table_paper_columns():
+    import pandas as pd
+
+    runs = pd.DataFrame([{"task": "pavia_u patch", "model": "spectralformer_patch", "dataset": "d", "variant": v,
+                          "seed": 0, "OA": 80.0, "AA": 70.0, "kappa": 0.7} for v in ("with", "without")])  # fmt: skip
+    t = X.comparison_table(runs, "hsi").iloc[0]
+    assert (t["paper OA without"], t["paper OA with"], t["paper Δ OA"]) == (88.40, 88.82, pytest.approx(0.42))
+    assert t["paper kappa without"] == pytest.approx(0.8586) and t["paper Δ kappa"] == pytest.approx(0.0043)
+    img = pd.DataFrame([{"task": "cifar10", "model": "crossvit_cifar_tiny", "dataset": "d", "variant": v, "seed": 0,
+                         "top1": 50.0, "top5": 90.0} for v in ("with", "without")])  # fmt: skip
+    t = X.comparison_table(img, "image").iloc[0]
+    assert (t["paper top5 without"], t["paper top5 with"], t["paper Δ top5"]) == (98.02, 98.43, 0.41)

@@ -86,3 +86,110 @@ def test_paper_numbers():
     assert table8_delta("crossvit") == 0.85 and table8_delta("gfnet") == 0.57
     assert table7_delta("pavia_u", "pixel", "kappa") == 2.68
     assert table7_delta("nowhere", "pixel") is None
+
+
+# ----------------------------------------------------------------------------- images x seeds
+def _seed_pairs(gap, seeds=3, n=1000, acc=0.8, disagree=0.15, seed=0):
+    """Per seed, correctness of A and B on the same n images: they disagree on ~``disagree`` of them at equal
+    accuracy, and B then loses ``gap`` of the images (a known difference of ``100 * gap`` points)."""
+    rng = np.random.default_rng(seed)
+    out_a, out_b = [], []
+    for _ in range(seeds):
+        base = rng.random(n) < acc
+        a = base ^ (rng.random(n) < disagree / 2)
+        b = base ^ (rng.random(n) < disagree / 2)
+        if gap > 0:
+            b = b & ~(rng.random(n) < gap / acc)
+        elif gap < 0:
+            a = a & ~(rng.random(n) < -gap / acc)
+        out_a.append(a)
+        out_b.append(b)
+    return out_a, out_b
+
+
+def test_images_x_seeds_known_null_and_reversed():
+    a, b = _seed_pairs(0.03, seed=1)
+    v = V.compare_on_images_by_seed("A beats B", "Table 6", "92.28 vs 92.15", a, b, [0, 1, 2], paper_delta=0.13)
+    assert v.verdict == "holds" and v.unit == "images x seeds" and v.n == 3000 and v.seeds == [0, 1, 2]
+    pooled = 100 * (np.concatenate(a).mean() - np.concatenate(b).mean())
+    assert v.delta == pytest.approx(pooled) and 1.5 < v.delta < 4.5 and v.ci_low > 0 and v.p < 0.01
+    # the MDE of this design: (z_.975 + z_.8) sqrt(sum_s n_s var_s) / N, close to the plan at the disagreement seen
+    d = [x.astype(float) - y.astype(float) for x, y in zip(a, b)]
+    se = math.sqrt(sum(len(x) * x.var(ddof=1) for x in d)) / 3000
+    assert v.mde == pytest.approx(100 * 2.8016 * se, rel=1e-3)
+    disc = float(np.mean(np.concatenate(a) != np.concatenate(b)))
+    assert v.mde == pytest.approx(V.planned_mde_points(disc, 3000), rel=0.05)
+    nulls = [V.compare_on_images_by_seed("x", "t", "", *_seed_pairs(0.0, seed=k), [0, 1, 2], n_boot=500).verdict
+             for k in range(10, 30)]  # fmt: skip
+    assert nulls.count("not resolved") >= 18
+    r = V.compare_on_images_by_seed("A beats B", "t", "", *_seed_pairs(-0.03, seed=2), [0, 1, 2])
+    assert r.verdict == "reversed" and r.ci_high < 0
+    one = V.compare_on_images_by_seed("x", "t", "", a[:1], b[:1], [0])  # one seed still has images to pair
+    assert one.n == 1000 and math.isfinite(one.ci_low)
+    assert one.mde == pytest.approx(100 * V.mde_points(d[0].std(ddof=1), 1000))
+    with pytest.raises(ValueError, match="one pair of arrays per seed"):
+        V.compare_on_images_by_seed("x", "t", "", a, b[:2], [0, 1, 2])
+
+
+def test_stratified_bootstrap_keeps_each_seed_and_matches_item_resampling():
+    rng = np.random.default_rng(0)
+    groups = [rng.integers(-1, 2, 300).astype(float), rng.integers(-1, 2, 500).astype(float)]
+    fast = V._stratified_boot_means(groups, 4000, np.random.default_rng(1))  # multinomial over -1/0/1
+    slow = V._stratified_boot_means([g + rng.normal(0, 1e-9, g.size) for g in groups], 4000,
+                                    np.random.default_rng(1))  # fmt: skip  # > 64 distinct values: items resampled
+    assert fast.mean() == pytest.approx(np.concatenate(groups).mean(), abs=0.01)
+    assert fast.std() == pytest.approx(slow.std(), rel=0.1)
+    se = math.sqrt(sum(g.size * g.var(ddof=1) for g in groups)) / 800
+    assert fast.std() == pytest.approx(se, rel=0.1)
+
+
+def test_aa_and_kappa_paired_bootstrap_over_pixels():
+    from orsalib.experiments.transfer import hsi_metrics
+
+    rng = np.random.default_rng(4)
+    c, n = 9, 2000
+    ys = [rng.integers(0, c, n) for _ in range(2)]
+    good = [np.where(rng.random(n) < 0.85, y, rng.integers(0, c, n)) for y in ys]
+    bad = [np.where(rng.random(n) < 0.82, g, rng.integers(0, c, n)) for g in good]  # ~3 points worse, correlated
+    for m in V.CONFUSION_METRICS:
+        v = V.compare_metric_by_seed("A beats B", "Table 7", "", m, ys, good, bad, [0, 1], c, paper_delta=1.0)
+        k = 100.0 if m == "kappa" else 1.0
+        want = np.mean([k * (hsi_metrics(y, g, c)[m] - hsi_metrics(y, b, c)[m]) for y, g, b in zip(ys, good, bad)])
+        assert v.delta == pytest.approx(want) and v.verdict == "holds" and v.unit == "pixels x seeds" and v.n == 2 * n
+        assert v.ci_low > 0 and v.p < 0.01 and 0 < v.mde < v.delta
+        assert V.compare_metric_by_seed("x", "t", "", m, ys, bad, good, [0, 1], c).verdict == "reversed"
+        same = V.compare_metric_by_seed("x", "t", "", m, ys, good, good, [0, 1], c)
+        assert same.verdict == "not resolved" and same.delta == 0 and same.p == 1.0
+    nulls = []
+    for k in range(12):
+        y = rng.integers(0, c, 800)
+        a, b = (np.where(rng.random(800) < 0.7, y, rng.integers(0, c, 800)) for _ in range(2))
+        nulls.append(V.compare_metric_by_seed("x", "t", "", "kappa", [y], [a], [b], [0], c, n_boot=400, seed=k))
+    assert sum(v.verdict == "not resolved" for v in nulls) >= 10
+    with pytest.raises(ValueError, match="OA, AA or kappa|choose one of"):
+        V.compare_metric_by_seed("x", "t", "", "F1", ys, good, bad, [0, 1], c)
+
+
+def test_over_seeds_kept_beside_and_round_trip(tmp_path):
+    a, b = _seed_pairs(0.03, seed=5)
+    v = V.compare_on_images_by_seed("x", "Table 6", "", a, b, [0, 1, 2])
+    over = V.compare_over_seeds("x", "Table 6", "", [100 * x.mean() for x in a], [100 * y.mean() for y in b], [0, 1, 2])
+    V.with_over_seeds(v, over)
+    assert v.over_seeds["n"] == 3 and v.over_seeds["delta"] == pytest.approx(over.delta) and "over seeds" in v.note
+    lone = V.with_over_seeds(V.compare_on_images_by_seed("y", "Table 6", "", a[:1], b[:1], [0]),
+                             V.compare_over_seeds("y", "Table 6", "", [1.0], [0.0], [0]))  # fmt: skip
+    assert math.isnan(lone.over_seeds["ci_low"]) and "no interval" in lone.note
+    path = V.write_verdicts([v, lone], tmp_path / "verdicts.json")
+    raw = json.loads(path.read_text())  # strict JSON: NaN inside over_seeds is null too
+    assert raw["verdicts"][1]["over_seeds"]["ci_low"] is None
+    back = V.read_verdicts(path)
+    assert back[0].over_seeds["verdict"] == over.verdict and math.isnan(back[1].over_seeds["ci_low"])
+    assert back[0].unit == "images x seeds" and back[0].n == 3000
+
+
+def test_planning_helpers():
+    assert V.planned_mde_points(0.2, 6300) == pytest.approx(100 * 2.8016 * math.sqrt(0.2 / 6300), rel=1e-3)
+    n = V.items_for_mde(2.0, 0.2)
+    assert V.planned_mde_points(0.2, n) <= 2.0 < V.planned_mde_points(0.2, n - 50)
+    one = V.mde_points(np.std([1, 0, 1, 0], ddof=1), 4)
+    assert V.stratified_mde_points([[1.0, 0.0, 1.0, 0.0]]) == pytest.approx(one)

@@ -386,6 +386,7 @@ def load_image_classification(
         label += f" [subset {len(itr)}/{len(ite)}]"
     train = ImageArrayDataset(xtr[itr], ytr[itr], train=augment, image_size=image_size)
     test = ImageArrayDataset(xte[ite], yte[ite], train=False, image_size=image_size)
+    test.available = len(yte)  # test images of the dataset before the cap
     return train, test, names, label
 
 

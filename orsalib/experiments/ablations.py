@@ -7,8 +7,11 @@ evaluated at the last epoch (no selection on the evaluation split) on the same e
 (:func:`orsalib.engine.evaluate.build_conditions`: identical occlusion masks for every variant).
 
 Results are appended to ``<out_dir>/ablations.jsonl`` one (variant, seed) at a time; a rerun skips the pairs
-already there (resumable). :func:`summarise` gives mean ± std over seeds beside the paper's numbers, and
-:func:`orderings_statement` says which "full > ablation" orderings hold.
+already there (resumable). Beside each record, ``<variant>/seed<k>/per_image.npz``
+(:mod:`orsalib.experiments.per_image`) keeps the prediction of every evaluated image, so that the claims pair the
+full model and each ablation image by image (:func:`orsalib.experiments.claims.table6_claims`). :func:`summarise`
+gives mean ± std over seeds beside the paper's numbers, and :func:`orderings_statement` says which "full > ablation"
+orderings hold.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from ..paper import TABLE6 as PAPER
 from ..paths import run_dir as _run_dir
 from ..utils import append_jsonl, read_jsonl, seed_everything
 from .fer import FERData, build_fer_model, prepare_fer_data, train_fer
+from .per_image import FILE as PER_IMAGE_FILE
+from .per_image import column_arrays, condition_ids, write_per_image
 from .runs import eval_config
 
 #: Table 6 rows as config overrides (dotted keys of :class:`orsalib.config.RunConfig`).
@@ -83,15 +88,23 @@ def _done_pairs(path: Path) -> set[tuple[str, int]]:
 
 
 def read_results(out_dir: str | Path) -> pd.DataFrame:
-    """The per-(variant, seed) records written so far (latest record per pair)."""
-    path = Path(out_dir) / "ablations.jsonl"
+    """The per-(variant, seed) records written so far (latest record per pair).
+
+    ``per_image_path`` is the absolute path of the pair's per-image predictions (``""`` for a record written before
+    they were kept, or whose file is gone: its claims fall back to the comparison over seeds).
+    """
+    out = Path(out_dir)
+    path = out / "ablations.jsonl"
     if not path.is_file():
-        return pd.DataFrame(columns=["variant", "seed", *METRICS])
+        return pd.DataFrame(columns=["variant", "seed", *METRICS, "per_image_path"])
     df = pd.DataFrame(read_jsonl(path))
-    return df.drop_duplicates(["variant", "seed"], keep="last").reset_index(drop=True)
+    df = df.drop_duplicates(["variant", "seed"], keep="last").reset_index(drop=True)
+    rel = df["per_image"] if "per_image" in df.columns else pd.Series([None] * len(df))
+    df["per_image_path"] = [str(out / r) if isinstance(r, str) and r and (out / r).is_file() else "" for r in rel]
+    return df
 
 
-#: the cpu profile's budget for the Table 6 study (it must fit the whole cpu suite on 2 cores)
+#: the cpu profile's quick budget for the Table 6 study (it must fit the whole cpu suite on 2 cores)
 CPU_STUDY_BUDGET: dict[str, Any] = {"model.name": "orsanet_tiny", "train.epochs": 6, "data.train_per_class": 50}
 
 
@@ -145,15 +158,33 @@ def _resolve_variants(variants: Mapping[str, Mapping[str, Any]] | Sequence[str] 
     return {v: dict(TABLE6_VARIANTS[v]) for v in variants}
 
 
-def _pair_record(
-    name: str, seed: int, overrides: Mapping[str, Any], long: pd.DataFrame, conditions: list[EvalCondition],
-    res: Any, train_s: float,
-) -> dict[str, Any]:  # fmt: skip
-    """One ``ablations.jsonl`` record: the variant's accuracies / macro-F1 per evaluation column."""
-    acc = dict(zip(long["condition"], long["accuracy"]))
-    f1 = dict(zip(long["condition"], long["macro_f1"]))
+def _columns(conditions: Sequence[EvalCondition]) -> dict[str, str]:
+    """``{metric column: condition name}``: clean, the artificial occlusion, the (first) real-occlusion split."""
     occ = next(c.name for c in conditions if c.group not in ("clean", "real"))
     real = next((c.name for c in conditions if c.group == "real"), "")
+    return {"clean_acc": "clean", "occluded_acc": occ, **({"real_occluded_acc": real} if real else {})}
+
+
+def _write_per_image(path: Path, name: str, conditions: Sequence[EvalCondition], preds: Mapping) -> Path:
+    """The per-image predictions of one (variant, seed) on each evaluation column (image ids: source rows)."""
+    conds = {c.name: c for c in conditions}
+    cols = {}
+    for metric, cname in _columns(conditions).items():
+        p = preds[(name, cname)]
+        cols[metric] = column_arrays(condition_ids(conds[cname].manifest, p.indices), p.labels, p.logits)
+    return write_per_image(path, cols)
+
+
+def _pair_record(
+    name: str, seed: int, overrides: Mapping[str, Any], long: pd.DataFrame, conditions: list[EvalCondition],
+    res: Any, train_s: float, per_image: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """One ``ablations.jsonl`` record: the variant's accuracies / macro-F1 per evaluation column, and where its
+    per-image predictions are (relative to the jsonl's folder)."""
+    acc = dict(zip(long["condition"], long["accuracy"]))
+    f1 = dict(zip(long["condition"], long["macro_f1"]))
+    cols = _columns(conditions)
+    occ, real = cols["occluded_acc"], cols.get("real_occluded_acc", "")
     nan = float("nan")
     return {
         "variant": name,
@@ -171,6 +202,7 @@ def _pair_record(
         "best_epoch": int(res.best_epoch),
         "last_epoch": int(res.last.get("epoch", 0)) if res.last else 0,
         "train_s": round(train_s, 1),
+        "per_image": per_image,
     }
 
 
@@ -203,7 +235,9 @@ def run_ablations(
 
     Returns:
         All records so far (``variant, seed, clean_acc, occluded_acc, real_occluded_acc, *_macro_f1, best_val_acc,
-        best_epoch, last_epoch, train_s``), one row per pair.
+        best_epoch, last_epoch, train_s, per_image, per_image_path``), one row per pair. Every variant and seed is
+        evaluated on the same images (the conditions are built once per call, identical masks), and the prediction
+        of each image is kept in ``<variant>/seed<k>/per_image.npz``.
     """
     variants = _resolve_variants(variants)
     validate_variants(cfg, variants)
@@ -229,9 +263,11 @@ def run_ablations(
         # resume=True: a pair interrupted mid-training continues from its last checkpoint
         res = train(vcfg, run_dir=out / slug(name) / f"seed{seed}", data=data, model=model, resume=True)
         train_s = time.perf_counter() - t0
-        long, _ = evaluate_conditions({name: model}, conditions, vcfg.data.num_classes, device=vcfg.device,
-                                      n_boot=n_boot, seed=occlusion_seed, by_occluder=False)  # fmt: skip
-        append_jsonl(log, _pair_record(name, seed, variants[name], long, conditions, res, train_s))
+        long, preds = evaluate_conditions({name: model}, conditions, vcfg.data.num_classes, device=vcfg.device,
+                                          n_boot=n_boot, seed=occlusion_seed, by_occluder=False)  # fmt: skip
+        rel = f"{slug(name)}/seed{seed}/{PER_IMAGE_FILE}"
+        _write_per_image(out / rel, name, conditions, preds)  # before the record: a record always has its file
+        append_jsonl(log, _pair_record(name, seed, variants[name], long, conditions, res, train_s, rel))
     return read_results(out)
 
 

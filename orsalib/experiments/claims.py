@@ -9,8 +9,13 @@ The claims (paper numbers from :mod:`orsalib.paper`):
   (positive: ORSANet degrades less);
 - **Table 4** "ORSANet is best on real occlusion": the real-occlusion split(s) (RAF-DB (occlu) and Occlu-FER
   analogues), paired on images;
-- **Table 6** "removing X hurts": the full model vs each ablation, paired by seed, per evaluation column;
-- **Tables 7 / 8** "DARELoss improves OA/AA/kappa" / "top-1/top-5": with vs without DARELoss, paired by seed.
+- **Table 6** "removing X hurts": the full model vs each ablation, per evaluation column, paired per image on the
+  same images for each seed (images x seeds: bootstrap of images within each seed, McNemar on the pooled
+  discordant pairs), the paired t-test over seeds beside it;
+- **Tables 7 / 8** "DARELoss improves OA/AA/kappa" / "top-1/top-5": with vs without DARELoss on the same pixels /
+  test images for each seed (OA, top-1, top-5: per-item correctness; AA, kappa: paired bootstrap over pixels that
+  recomputes the metric, permutation test), the paired t-test over seeds beside it. Runs without per-item
+  predictions (older records) are compared over seeds only, and the note says so.
 
 Each notebook merges its claims into ``outputs/<run>/results/verdicts.json`` (:func:`record_verdicts`; keyed by
 table + claim, so a rerun replaces its rows); a claim without data in this run is kept with the verdict
@@ -34,16 +39,20 @@ import pandas as pd
 
 from ..paper import TABLE2, TABLE3, TABLE4, TABLE6, TABLE7, TABLE8
 from ..paths import run_dir
+from .per_image import read_per_image
 from .verdicts import (
     NOT_MEASURED,
     VERDICTS,
     Verdict,
+    compare_metric_by_seed,
     compare_on_images,
+    compare_on_images_by_seed,
     compare_over_seeds,
     compare_scores_on_images,
     not_measured,
     read_verdicts,
     verdict_table,
+    with_over_seeds,
     write_verdicts,
 )
 
@@ -76,7 +85,9 @@ NOTEBOOKS: dict[str, str] = {"Table 6": "60_ablations", "Table 7": "71_dareloss_
                              "Table 8": "70_dareloss_cifar10"}  # fmt: skip
 
 _MAIN = "ORSANet"
-_SCENES = {"indian_pines": "Indian Pines", "pavia_u": "Pavia University"}
+#: Table 7 scenes as the claims name them
+SCENE_LABELS: dict[str, str] = {"indian_pines": "Indian Pines", "pavia_u": "Pavia University"}
+_SCENES = SCENE_LABELS
 _FAMILIES = {"crossvit": "CrossViT", "gfnet": "GFNet"}
 _METRIC_LABELS = {"OA": "OA", "AA": "AA", "kappa": "kappa", "top1": "top-1", "top5": "top-5"}
 
@@ -311,7 +322,7 @@ def table4_claims(
     return out
 
 
-# ============================================================================= Tables 6, 7, 8: seeds
+# ============================================================================= Tables 6, 7, 8: images x seeds
 def _over_seeds(
     claim: str, table: str, paper: str, a: pd.Series, b: pd.Series, *, paper_delta: float | None, note: str,
     source: str, dataset: str, why_missing: str,
@@ -333,19 +344,97 @@ def _by_seed(frame: pd.DataFrame, col: str, scale: float = 1.0) -> pd.Series:
     return pd.to_numeric(s, errors="coerce").astype(float) * scale
 
 
+#: the column of a run's row that names its per-image file (ablations: ``per_image_path``; transfer: ``per_image``)
+_PER_IMAGE_COLUMNS: tuple[str, ...] = ("per_image_path", "per_image")
+
+
+class _PerImage:
+    """The per-image predictions of the runs of a frame, read once per file: ``get(rows, seed, column)``."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, dict[str, pd.DataFrame] | None] = {}
+
+    def get(self, rows: pd.DataFrame, seed: int, column: str) -> pd.DataFrame | None:
+        """The predictions of ``column`` of the run of ``seed`` in ``rows`` (None: no file, or no such column)."""
+        if rows.empty or "seed" not in rows:
+            return None
+        r = rows[rows["seed"] == seed]
+        path = ""
+        for col in _PER_IMAGE_COLUMNS:
+            if col in r.columns and len(r) and isinstance(r[col].iloc[-1], str) and r[col].iloc[-1]:
+                path = r[col].iloc[-1]
+                break
+        if not path:
+            return None
+        if path not in self._cache:
+            try:
+                self._cache[path] = read_per_image(path) if Path(path).is_file() else None
+            except ValueError as e:
+                print(f"claims: {e}; that run's claims fall back to the comparison over seeds")
+                self._cache[path] = None
+        got = self._cache[path]
+        return None if got is None else got.get(column)
+
+
+def _paired_items(
+    store: _PerImage, rows_a: pd.DataFrame, rows_b: pd.DataFrame, seeds: Sequence[int], column: str
+) -> tuple[list[int], list[pd.DataFrame], list[pd.DataFrame], list[int]]:
+    """Per seed, A's and B's predictions of ``column`` on the items both have (sorted ids); seeds without data."""
+    have, fa, fb, lacking = [], [], [], []
+    for s in seeds:
+        a, b = store.get(rows_a, s, column), store.get(rows_b, s, column)
+        if a is None or b is None:
+            lacking.append(int(s))
+            continue
+        common = a.index.intersection(b.index).sort_values()
+        if common.empty:
+            lacking.append(int(s))
+            continue
+        have.append(int(s))
+        fa.append(a.loc[common])
+        fb.append(b.loc[common])
+    return have, fa, fb, lacking
+
+
+def _seeds_of(a: pd.Series, b: pd.Series) -> list[int]:
+    return sorted(set(a.dropna().index) & set(b.dropna().index))
+
+
+def _lacking_note(lacking: Sequence[int]) -> str:
+    return (f"seeds {list(lacking)} have no per-image predictions (records written before they were kept): left "
+            "out of the images x seeds test, counted over seeds") if lacking else ""  # fmt: skip
+
+
+#: the note of a claim whose runs kept no per-image predictions
+_FALLBACK = "no per-image predictions for these runs (records written before they were kept): paired over seeds only"
+
+
 def table6_claims(
-    runs: pd.DataFrame | None, *, full: str = "full", dataset: str = "", source: str = "60_ablations"
+    runs: pd.DataFrame | None,
+    *,
+    full: str = "full",
+    dataset: str = "",
+    source: str = "60_ablations",
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> list[Verdict]:
-    """Table 6, "removing X hurts": the full model vs each ablation row of the paper, paired by seed, in every
-    column (RAF-DB -> our clean images, RAF-DB (occlu) -> our real-occluded split, Occlu-FER -> not in the study;
-    plus the study's artificial-occlusion column, which the paper has not).
+    """Table 6, "removing X hurts": the full model vs each ablation row of the paper, in every column (RAF-DB -> our
+    clean images, RAF-DB (occlu) -> our real-occluded split, Occlu-FER -> not in the study; plus the study's
+    artificial-occlusion column, which the paper has not).
+
+    The verdict is that of the images x seeds comparison (:func:`orsalib.experiments.verdicts.
+    compare_on_images_by_seed`): per image, full minus ablation correctness, pooled over the seeds both ran, CI by
+    a bootstrap of images within each seed, p by McNemar on the pooled discordant pairs, n = images x seeds. The
+    paired-by-seed t-test of the same claim is kept in ``over_seeds`` and the note. Records without per-image
+    predictions (written before they were kept) fall back to the test over seeds, and the note says so.
 
     Args:
-        runs: ``orsalib.experiments.ablations.read_results`` / ``run_ablations`` (``variant``, ``seed`` and the
-            accuracies as fractions); None or empty: every claim ``not measured``.
+        runs: ``orsalib.experiments.ablations.read_results`` / ``run_ablations`` (``variant``, ``seed``, the
+            accuracies as fractions, ``per_image_path``); None or empty: every claim ``not measured``.
     """
     runs = runs if runs is not None else pd.DataFrame(columns=["variant", "seed"])
     f = runs[runs["variant"] == full] if "variant" in runs else runs.iloc[:0]
+    store = _PerImage()
     out = []
     for variant in (v for v in TABLE6 if v != full):
         part = variant.removeprefix("w/o ")
@@ -367,23 +456,72 @@ def table6_claims(
             cond = ""
             if metric == "occluded_acc" and "occluded_condition" in runs and not f.empty:
                 cond = f" ({f['occluded_condition'].iloc[0]})"
+            fa, fb = _by_seed(f, metric, 100.0), _by_seed(g, metric, 100.0)
             note = f"{metric}{cond} per seed, last epoch; p: paired t-test over seeds"
-            out.append(_over_seeds(claim, "Table 6", paper, _by_seed(f, metric, 100.0), _by_seed(g, metric, 100.0),
-                                   paper_delta=pdelta, note=note, source=source, dataset=dataset,
-                                   why_missing=why))  # fmt: skip
+            over = _over_seeds(claim, "Table 6", paper, fa, fb, paper_delta=pdelta, note=note, source=source,
+                               dataset=dataset, why_missing=why)  # fmt: skip
+            have, pa, pb, lacking = _paired_items(store, f, g, _seeds_of(fa, fb), metric)
+            if over.verdict == NOT_MEASURED or not have:
+                out.append(over if over.verdict == NOT_MEASURED else _with_note(over, _FALLBACK))
+                continue
+            n_img = "/".join(str(len(x)) for x in pa)
+            note = (f"{metric}{cond}, last epoch: full vs {variant} on the same {n_img} images of seeds {have}, "
+                    "paired per image; CI: bootstrap of images within each seed; p: McNemar on the pooled "
+                    "discordant pairs; the verdict is that of images x seeds")  # fmt: skip
+            v = compare_on_images_by_seed(claim, "Table 6", paper, [x["correct"].to_numpy() for x in pa],
+                                          [x["correct"].to_numpy() for x in pb], have, paper_delta=pdelta,
+                                          n_boot=n_boot, seed=seed,
+                                          note=_join(note, _lacking_note(lacking)))  # fmt: skip
+            out.append(_finish(with_over_seeds(v, over), source, dataset))
     return out
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _with_note(v: Verdict, note: str) -> Verdict:
+    v.note = _join(v.note, note)
+    return v
 
 
 def _dataset_of(g: pd.DataFrame) -> str:
     return str(g["dataset"].iloc[0]) if "dataset" in g and len(g) else ""
 
 
+def _num_classes(frames: Sequence[pd.DataFrame]) -> int:
+    return int(max(max(int(x["label"].max()), int(x["pred"].max())) for x in frames)) + 1
+
+
+def _dare_items(
+    table: str, claim: str, paper: str, m: str, pw: list[pd.DataFrame], pwo: list[pd.DataFrame], have: list[int], *,
+    pdelta: float | None, note: str, n_boot: int, seed: int, item: str, ours: str,
+) -> Verdict:  # fmt: skip
+    """The images (pixels) x seeds verdict of one with/without claim: per-item correctness for OA / top-1 / top-5
+    (McNemar), a paired bootstrap over items recomputing AA / kappa (permutation test)."""
+    unit = f"{item} x seeds"
+    if m in ("AA", "kappa"):
+        nc = _num_classes([*pw, *pwo])
+        v = compare_metric_by_seed(claim, table, paper, m, [x["label"].to_numpy() for x in pw],
+                                   [x["pred"].to_numpy() for x in pw], [x["pred"].to_numpy() for x in pwo], have, nc,
+                                   paper_delta=pdelta, n_boot=n_boot, seed=seed, note=note, unit=unit)  # fmt: skip
+        v.ours = ours
+        return v
+    col = "top5" if m == "top5" else "correct"
+    return compare_on_images_by_seed(claim, table, paper, [x[col].to_numpy() for x in pw],
+                                     [x[col].to_numpy() for x in pwo], have, paper_delta=pdelta, n_boot=n_boot,
+                                     seed=seed, note=note, unit=unit)  # fmt: skip
+
+
 def _dare_claims(
     table: str, groups: list[tuple[str, pd.DataFrame, dict, str]], metrics: Sequence[str], source: str,
-    scale: Mapping[str, float],
+    scale: Mapping[str, float], *, item: str = "images", n_boot: int = 2000, seed: int = 0,
 ) -> list[Verdict]:  # fmt: skip
-    """With vs without DARELoss per group (claim stem, rows, paper {"with", "without"}, why missing) and metric."""
+    """With vs without DARELoss per group (claim stem, rows, paper {"with", "without"}, why missing) and metric:
+    on items x seeds where the runs kept their per-item predictions (the over-seeds test beside it), else over
+    seeds."""
     out = []
+    store = _PerImage()
     for stem, g, ref, why in groups:
         wo = g[g["variant"] == "without"] if "variant" in g else g.iloc[:0]
         w = g[g["variant"] == "with"] if "variant" in g else g.iloc[:0]
@@ -392,10 +530,27 @@ def _dare_claims(
             claim = f"DARELoss improves {stem.format(metric=_METRIC_LABELS[m])}"
             pw, pwo = ref["with"][m], ref["without"][m]
             paper = f"{pw:.2f} vs {pwo:.2f} (with vs without)"
+            pdelta = round(pw - pwo, 2)
+            sw, swo = _by_seed(w, m, scale.get(m, 1.0)), _by_seed(wo, m, scale.get(m, 1.0))
             note = f"{models}: last-epoch {m}{' x 100' if scale.get(m, 1.0) != 1.0 else ''} per seed; p: paired t-test"
-            out.append(_over_seeds(claim, table, paper, _by_seed(w, m, scale.get(m, 1.0)),
-                                   _by_seed(wo, m, scale.get(m, 1.0)), paper_delta=round(pw - pwo, 2), note=note,
-                                   source=source, dataset=_dataset_of(g), why_missing=why))  # fmt: skip
+            over = _over_seeds(claim, table, paper, sw, swo, paper_delta=pdelta, note=note, source=source,
+                               dataset=_dataset_of(g), why_missing=why)  # fmt: skip
+            have, fw, fwo, lacking = _paired_items(store, w, wo, _seeds_of(sw, swo), "test")
+            if over.verdict == NOT_MEASURED or not have:
+                out.append(over if over.verdict == NOT_MEASURED else _with_note(over, _FALLBACK))
+                continue
+            n_items = "/".join(str(len(x)) for x in fw)
+            test = ("CI: paired bootstrap of the items of each seed, recomputing the metric; p: paired permutation "
+                    "test" if m in ("AA", "kappa") else "CI: bootstrap of the items within each seed; p: McNemar on "
+                    "the pooled discordant pairs")  # fmt: skip
+            what = {"top5": "top-5 correctness", "OA": "correctness", "top1": "correctness"}.get(m, m)
+            note_i = (f"{models}, last epoch: with vs without on the same {n_items} {item} of seeds {have}, paired "
+                      f"per item ({what}{' x 100' if m == 'kappa' else ''}); {test}; the verdict is that of "
+                      f"{item} x seeds")  # fmt: skip
+            ours = f"{sw.loc[have].mean():.2f} vs {swo.loc[have].mean():.2f}"
+            v = _dare_items(table, claim, paper, m, fw, fwo, have, pdelta=pdelta, ours=ours, item=item,
+                            note=_join(note_i, _lacking_note(lacking)), n_boot=n_boot, seed=seed)  # fmt: skip
+            out.append(_finish(with_over_seeds(v, over), source, _dataset_of(g)))
     return out
 
 
@@ -412,13 +567,22 @@ def _scene_mode(task: str, model: str) -> tuple[str, str]:
     return parts[0] if parts else "", mode
 
 
-def table7_claims(runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 7"]) -> list[Verdict]:
-    """Table 7, "DARELoss improves SpectralFormer's OA / AA / kappa": with vs without per seed, for each
-    (scene, mode) of the paper (kappa x 100, as the paper prints it).
+def table7_claims(
+    runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 7"], n_boot: int = 2000, seed: int = 0
+) -> list[Verdict]:
+    """Table 7, "DARELoss improves SpectralFormer's OA / AA / kappa": with vs without, for each (scene, mode) of the
+    paper (kappa x 100, as the paper prints it).
+
+    The verdict is that of pixels x seeds, from each run's per-pixel predictions (``per_image``): OA per pixel
+    (pooled correctness, bootstrap of pixels within each seed, McNemar); AA and kappa are not means over pixels, so
+    their CI is a paired bootstrap over the pixels of each seed that recomputes the metric, and p a paired
+    permutation test. The paired t-test over seeds is kept in ``over_seeds``; runs without per-pixel predictions
+    fall back to it.
 
     Args:
         runs: ``orsalib.experiments.transfer.run_table7``'s runs (``task`` "<scene> <mode>", ``model``, ``variant``
-            with/without, ``seed``, ``OA``, ``AA`` in %, ``kappa`` as a fraction); None: every claim not measured.
+            with/without, ``seed``, ``OA``, ``AA`` in %, ``kappa`` as a fraction, ``per_image``); None: every claim
+            not measured.
     """
     runs = runs if runs is not None else pd.DataFrame(columns=["task", "model", "variant", "seed"])
     keys = [_scene_mode(t, m) for t, m in zip(runs.get("task", []), runs.get("model", []))]
@@ -431,15 +595,22 @@ def table7_claims(runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 7
         groups.append((stem, _first_model(g), ref, f"{scene} {mode}-wise not run"))
         for other in list(dict.fromkeys(g["model"]))[1:] if "model" in g and len(g) else []:
             extra.append((stem + f" [{other}]", g[g["model"] == other], ref, ""))
-    return _dare_claims("Table 7", groups + extra, TABLE7_METRICS, source, {"kappa": 100.0})
+    return _dare_claims("Table 7", groups + extra, TABLE7_METRICS, source, {"kappa": 100.0}, item="pixels",
+                        n_boot=n_boot, seed=seed)  # fmt: skip
 
 
-def table8_claims(runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 8"]) -> list[Verdict]:
-    """Table 8, "DARELoss improves top-1 / top-5 on CIFAR-10": with vs without per seed, for CrossViT and GFNet.
+def table8_claims(
+    runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 8"], n_boot: int = 2000, seed: int = 0
+) -> list[Verdict]:
+    """Table 8, "DARELoss improves top-1 / top-5 on CIFAR-10": with vs without, for CrossViT and GFNet.
+
+    The verdict is that of images x seeds, from each run's per-image predictions (``per_image``): top-1 and top-5
+    correctness per test image, pooled over the seeds (bootstrap of images within each seed, McNemar). The paired
+    t-test over seeds is kept in ``over_seeds``; runs without per-image predictions fall back to it.
 
     Args:
         runs: ``orsalib.experiments.transfer.run_dare_comparison``'s runs (``model``, ``family``, ``variant``,
-            ``seed``, ``top1``, ``top5`` in %); the ``dataset`` column says when it was not CIFAR-10.
+            ``seed``, ``top1``, ``top5`` in %, ``per_image``); the ``dataset`` column says when it was not CIFAR-10.
     """
     runs = runs if runs is not None else pd.DataFrame(columns=["model", "family", "variant", "seed"])
     fam = runs["family"] if "family" in runs else runs.get("model", pd.Series(dtype=str)).str.split("_").str[0]
@@ -450,7 +621,8 @@ def table8_claims(runs: pd.DataFrame | None, *, source: str = NOTEBOOKS["Table 8
         groups.append((stem, _first_model(g), ref, f"no {family} model trained in this run"))
         for other in list(dict.fromkeys(g["model"]))[1:] if "model" in g and len(g) else []:
             extra.append((stem + f" [{other}]", g[g["model"] == other], ref, ""))
-    return _dare_claims("Table 8", groups + extra, TABLE8_METRICS, source, {})
+    return _dare_claims("Table 8", groups + extra, TABLE8_METRICS, source, {}, item="images", n_boot=n_boot,
+                        seed=seed)  # fmt: skip
 
 
 # ============================================================================= the shared file
@@ -581,6 +753,7 @@ __all__ = [
     "CLAIM_TABLES",
     "NOT_MEASURED",
     "PAPER_RATIOS",
+    "SCENE_LABELS",
     "expected_claims",
     "load_verdicts",
     "paper_column",

@@ -10,6 +10,11 @@ difference (with - without) per seed.
 - Table 8 analogue (:func:`image_task`): CIFAR-10 (or the digits stand-in) with CrossViT and GFNet; top-1 / top-5.
 - Table 7 analogue (:func:`hsi_task`): SpectralFormer pixel-/patch-wise on Indian Pines and Pavia University (real
   .mat files or the semi-synthetic scenes); OA / AA / kappa (:func:`hsi_metrics`).
+
+Both variants of a seed are evaluated on the same test images (pixels); each run keeps its prediction of every test
+item in ``per_image.npz`` beside its training folder (:mod:`orsalib.experiments.per_image`; path in the ``per_image``
+column), so that the claims pair them item by item (:func:`orsalib.experiments.claims.table7_claims`,
+``table8_claims``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from ..paper import TABLE8 as PAPER8
 from ..paper import table7_delta, table8_delta
 from ..paths import run_dir
 from ..utils import seed_everything
+from .per_image import FILE as PER_IMAGE_FILE
+from .per_image import column_arrays, write_per_image
 
 # ----------------------------------------------------------------------------- what the papers report
 # ORSANet paper, Table 8 (CIFAR-10, top-1 %): gain of DARELoss over the baseline recipe.
@@ -244,7 +251,12 @@ def image_task(
         names,
         label,
         kw,
-        info=dict(n_train=len(train), n_test=len(test), image_size=size or 32),
+        info=dict(
+            n_train=len(train),
+            n_test=len(test),
+            n_test_all=int(getattr(test, "available", len(test))),
+            image_size=size or 32,
+        ),
     )
 
 
@@ -277,12 +289,14 @@ def hsi_task(
     patch = 1 if mode == "pixel" else 7
     band_patches = 3 if (mode == "pixel" or scene == "indian_pines") else 7
     train, test = tdata.hsi_datasets(sc, patch, seed=split_seed, train_scale=scale, max_test=cap or None)
+    n_test_all = int(np.count_nonzero(tdata.scene_split(sc, seed=split_seed, scale=scale)[1]))
     model = f"spectralformer_{mode}"
     kw = {model: dict(p["model"], num_bands=sc.num_bands, num_classes=sc.num_classes, band_patches=band_patches)}
     label = sc.dataset_label + (f" [test subset {len(test)}]" if cap else "")
     info = dict(
         n_train=len(train),
         n_test=len(test),
+        n_test_all=n_test_all,
         bands=sc.num_bands,
         scene_shape=list(sc.gt.shape),
         mode=mode,
@@ -351,13 +365,11 @@ def build_transfer_model(name: str, overrides: Mapping[str, Any]) -> torch.nn.Mo
     return ResizeInput(model, size) if size else model
 
 
-def _last_metrics(
-    model: torch.nn.Module, task: TransferTask, last: Mapping[str, Any], loader: DataLoader, device: str
-) -> dict[str, Any]:
-    """Last-epoch metrics: HSI from the trainer's last evaluation (confusion); images re-predicted for top-5."""
+def _last_metrics(task: TransferTask, last: Mapping[str, Any], pr: Any) -> dict[str, Any]:
+    """Last-epoch metrics: HSI from the trainer's last evaluation (confusion); images from the predictions ``pr``
+    of the test set after the last epoch (for top-5)."""
     if task.kind == "hsi":
         return metrics_from_confusion(last["val_confusion"])
-    pr = predict(model, loader, device)
     rep = hsi_metrics(pr.labels, pr.logits.argmax(1), task.num_classes)
     return {
         "top1": 100.0 * topk_accuracy(pr.logits, pr.labels, 1),
@@ -373,6 +385,22 @@ def _best_metrics(task: TransferTask, best: Mapping[str, Any]) -> dict[str, Any]
     if task.kind == "image":
         return {"best_top1": m["OA"]}
     return {"best_OA": m["OA"], "best_AA": m["AA"], "best_kappa": m["kappa"]}
+
+
+def _item_ids(ds: Any, indices: np.ndarray) -> np.ndarray:
+    """Ids of test items shared by every run on the same test set: a hyperspectral pixel's flat position
+    ``row * width + col`` in its scene, else the item's position in the test set."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if all(hasattr(ds, a) for a in ("rows", "cols", "padded", "patch")):
+        width = int(ds.padded.shape[2]) - 2 * (int(ds.patch) // 2)
+        return np.asarray(ds.rows, dtype=np.int64)[idx] * width + np.asarray(ds.cols, dtype=np.int64)[idx]
+    return idx
+
+
+def _write_per_item(path: Any, task: TransferTask, pr: Any) -> str:
+    """``per_image.npz`` of one run: ids, labels, predictions (and top-5 correctness of images) on the test set."""
+    arrays = column_arrays(_item_ids(task.test_ds, pr.indices), pr.labels, pr.logits, top5=task.kind == "image")
+    return str(write_per_image(path, {"test": arrays}))
 
 
 def _model_specs(task: TransferTask, models: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
@@ -427,7 +455,9 @@ def run_dare_comparison(
 
     Returns:
         a DataFrame with columns task, dataset, model, variant ("without"/"with"), seed, the LAST-epoch metrics
-        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes.
+        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes,
+        per_image (the path of the run's per-item predictions on the test set, the same items for every run), n_test
+        (items evaluated) and n_test_all (test items of the dataset before any cap).
     """
     variants = [("without", 0.0), ("with", float(dare_weight))]
     test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
@@ -438,18 +468,22 @@ def run_dare_comparison(
         for seed in seeds:
             for variant, w in variants:
                 crit = TransferCriterion(w, form=dare_form, temperature=dare_temperature)
+                out = base / name / f"{variant}_seed{seed}"
                 model, res, minutes = _train_variant(
-                    task, name, kw, seed, crit, cfg, base / name / f"{variant}_seed{seed}", test_loader,
-                    device=device, num_workers=num_workers, resume=resume,
+                    task, name, kw, seed, crit, cfg, out, test_loader, device=device, num_workers=num_workers,
+                    resume=resume,
                 )  # fmt: skip
                 row = dict(
                     task=task.name + (f" {tag}" if tag else ""), dataset=task.dataset_label, model=name,
                     family=model_family(name), variant=variant, seed=seed, dare_weight=w, epochs=cfg.epochs,
                     last_epoch=res.last["epoch"], best_epoch=res.best_epoch,
                 )  # fmt: skip
-                row.update(_last_metrics(model, task, res.last, test_loader, device))
+                pr = predict(model, test_loader, device)  # the last epoch's prediction of every test item
+                row.update(_last_metrics(task, res.last, pr))
                 row.update(_best_metrics(task, res.best))
                 row["minutes"] = minutes
+                row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
+                row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -474,9 +508,23 @@ def paired_differences(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFra
     return (w - wo).dropna(how="all").reset_index()
 
 
+def _paper_columns(paper: Mapping[str, Mapping[str, float]] | None, metrics: Sequence[str]) -> dict[str, float]:
+    """``paper <m> without`` / ``with`` / ``Δ`` for each metric from the paper's Table 7 / 8 (kappa as a fraction,
+    as in this table; NaN for a model family or scene the paper has no row for)."""
+    out: dict[str, float] = {}
+    for m in metrics:
+        k = 0.01 if m == "kappa" else 1.0
+        wo = paper["without"][m] * k if paper else np.nan
+        w = paper["with"][m] * k if paper else np.nan
+        out[f"paper {m} without"], out[f"paper {m} with"] = wo, w
+        out[f"paper Δ {m}"] = round(w - wo, 4 if m == "kappa" else 2) if paper else np.nan
+    return out
+
+
 def comparison_table(runs: pd.DataFrame, kind: str, digits: int = 2) -> pd.DataFrame:
     """Paper Table 7/8 layout: one row per (task, model); per metric: without, with (mean ± std over seeds),
-    the paired difference (with - without, mean ± std), and the paper's reported gain/baseline when documented.
+    the paired difference (with - without, mean ± std), and the paper's without / with / Δ (``paper <m> ...``;
+    Table 7 by scene and mode, Table 8 by model family; kappa as a fraction).
     Metrics are those of the LAST epoch; ``best top1``/``best OA`` columns give the best epoch (test-selected)."""
     metrics = metric_names(kind)
     diffs = paired_differences(runs, metrics)
@@ -504,6 +552,7 @@ def comparison_table(runs: pd.DataFrame, kind: str, digits: int = 2) -> pd.DataF
         if kind == "image":
             ref = PAPER_TABLE8.get(fam, {})
             row["paper Δ top1"] = ref.get("delta_top1", np.nan)
+            paper = PAPER8.get(fam)
         else:
             scene = task.split()[0]
             mode = "patch" if "patch" in model else "pixel"
@@ -513,6 +562,8 @@ def comparison_table(runs: pd.DataFrame, kind: str, digits: int = 2) -> pd.DataF
             )
             delta = table7_delta(scene, mode, "OA")
             row["paper Δ OA"] = np.nan if delta is None else delta
+            paper = PAPER7.get((scene, mode))
+        row.update(_paper_columns(paper, metrics))
         rows.append(row)
     return pd.DataFrame(rows)
 

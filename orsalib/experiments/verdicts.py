@@ -1,19 +1,30 @@
 """A verdict for every paper claim: paired differences with their uncertainty, never a bare number.
 
-Two units of pairing:
+Three units of pairing:
 
 - **images** (Tables 2-4 analogues: two models scored on the same images): the per-image difference of correctness
   (or of any per-image score, e.g. the drop from clean to occluded), a paired percentile bootstrap CI over images,
   and McNemar's exact test on the discordant pairs;
-- **seeds** (Tables 6-8 analogues: a variant trained with several seeds, paired by seed): the mean of the per-seed
-  differences, a t-interval over seeds and the paired t-test.
+- **images x seeds** (Tables 6-8 analogues: two variants trained with the same seeds, each pair evaluated on the same
+  images or pixels; :func:`compare_on_images_by_seed`): the per-image difference pooled over the seeds, a bootstrap
+  CI that resamples images within each seed (stratified by seed) and McNemar's test on the pooled discordant pairs;
+  for a metric that is not a mean over images (average accuracy, kappa; :func:`compare_metric_by_seed`) a paired
+  bootstrap over the items of each seed that recomputes the metric, and a paired permutation test. This CI is
+  conditional on the runs trained: it measures how much the evaluation images decide, not how much another seed
+  would change the models;
+- **seeds** (a variant trained with several seeds, paired by seed): the mean of the per-seed differences, a
+  t-interval over seeds and the paired t-test; it carries the training noise, and needs many seeds to resolve
+  anything. Tables 6-8 keep it beside the images x seeds verdict (:func:`with_over_seeds`), and use it alone for
+  records without per-image data.
 
 A claim "A is better than B" (``expected=+1``) *holds* when the whole 95 % CI of A - B lies above 0, is *reversed*
 when it lies below 0, and is *not resolved* when it contains 0 (on images, also when the paired test says p >= 0.05:
 on few images the percentile bootstrap is too narrow); a claim whose data this run lacks is *not measured*
 (:func:`not_measured`). Beside it, the minimum detectable difference (MDE) at this budget: the true difference that
-a paired test at alpha 0.05 would detect with 80 % power, given the spread seen here. A verdict is computed, never
-tuned toward. :mod:`orsalib.experiments.claims` turns the notebooks' results into one verdict per paper claim.
+a paired test at alpha 0.05 would detect with 80 % power, given the spread seen here: ``(z_0.975 + z_0.8) * SE``
+with SE the standard error of the mean difference under the design (:func:`mde_points`,
+:func:`stratified_mde_points`, :func:`planned_mde_points` for planning). A verdict is computed, never tuned toward.
+:mod:`orsalib.experiments.claims` turns the notebooks' results into one verdict per paper claim.
 """
 
 from __future__ import annotations
@@ -48,9 +59,9 @@ class Verdict:
     delta: float  # ours, A - B (points), in the claim's direction when expected=+1
     ci_low: float
     ci_high: float
-    p: float  # McNemar (images) or paired t-test (seeds); NaN when not computable
-    n: int  # images, or seeds
-    unit: str  # "images" or "seeds"
+    p: float  # McNemar (images), paired permutation (AA / kappa), or paired t-test (seeds); NaN when not computable
+    n: int  # images, images x seeds (every evaluated pair), or seeds
+    unit: str  # "images", "images x seeds", "pixels x seeds" or "seeds"
     verdict: str  # holds | reversed | not resolved
     mde: float  # minimum detectable difference at this budget (points)
     paper_delta: float | None = None  # the paper's A - B (points) when it gives both numbers
@@ -58,6 +69,7 @@ class Verdict:
     note: str = ""
     source: str = ""  # the notebook that measured it, e.g. "50_evaluation_occlusion"
     dataset: str = ""  # what it was measured on (our data, not the paper's)
+    over_seeds: dict[str, Any] = field(default_factory=dict)  # the paired-by-seed test beside it (with_over_seeds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +138,35 @@ def mde_points(sd: float, n: int, alpha: float = 0.05) -> float:
     return float((stats.norm.ppf(1 - alpha / 2) + _Z_POWER) * sd / math.sqrt(n))
 
 
+def stratified_mde_points(diffs: Sequence[Sequence[float]], alpha: float = 0.05) -> float:
+    """MDE of the pooled mean of per-item differences measured in several strata (seeds), items drawn within each.
+
+    ``(z_{1-alpha/2} + z_0.8) * SE`` with ``SE = sqrt(sum_s n_s * var_s) / N``: ``var_s`` the sample variance of the
+    differences of stratum ``s`` (``n_s`` items), ``N = sum_s n_s``. With one stratum it is :func:`mde_points`.
+    """
+    groups = [np.asarray(d, dtype=np.float64) for d in diffs]
+    if not groups or any(g.size < 2 for g in groups):
+        return float("nan")
+    n = sum(g.size for g in groups)
+    se = math.sqrt(sum(g.size * float(g.var(ddof=1)) for g in groups)) / n
+    return float((stats.norm.ppf(1 - alpha / 2) + _Z_POWER) * se)
+
+
+def planned_mde_points(discordance: float, n: int, alpha: float = 0.05) -> float:
+    """Planning: the MDE (points) of a paired accuracy comparison on ``n`` items (images x seeds) at which the two
+    models disagree on a fraction ``discordance`` (one right, the other wrong); the SD of the per-item difference
+    near the null is ``sqrt(discordance)``."""
+    if n < 1 or not 0 <= discordance <= 1:
+        return float("nan")
+    return 100.0 * float((stats.norm.ppf(1 - alpha / 2) + _Z_POWER) * math.sqrt(discordance / n))
+
+
+def items_for_mde(target: float, discordance: float, alpha: float = 0.05) -> int:
+    """Planning: the items (images x seeds) a paired accuracy comparison needs for an MDE of ``target`` points."""
+    z = stats.norm.ppf(1 - alpha / 2) + _Z_POWER
+    return int(math.ceil(z * z * discordance / (target / 100.0) ** 2))
+
+
 def compare_scores_on_images(
     claim: str,
     table: str,
@@ -184,6 +225,204 @@ def compare_on_images(
     )  # fmt: skip
 
 
+def _stratified_boot_means(groups: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the pooled mean of ``groups``, items resampled within each group (sizes kept).
+
+    A group with few distinct values (a correctness difference takes -1, 0, 1) is resampled through the multinomial
+    counts of its values, which is the same distribution as resampling its items and costs O(n_boot).
+    """
+    total = np.zeros(int(n_boot))
+    n = 0
+    for d in groups:
+        vals, counts = np.unique(d, return_counts=True)
+        if vals.size <= 64:
+            total += rng.multinomial(d.size, counts / d.size, size=int(n_boot)) @ vals
+        else:
+            step = max(1, 2_000_000 // d.size)
+            for k in range(0, int(n_boot), step):
+                m = min(step, int(n_boot) - k)
+                total[k : k + m] += d[rng.integers(0, d.size, size=(m, d.size))].sum(axis=1)
+        n += d.size
+    return total / n
+
+
+def _note(note: str, more: str) -> str:
+    return (note + "; " if note else "") + more
+
+
+def compare_on_images_by_seed(
+    claim: str,
+    table: str,
+    paper: str,
+    correct_a: Sequence[Sequence[bool]],
+    correct_b: Sequence[Sequence[bool]],
+    seeds: Sequence[int],
+    *,
+    expected: int = 1,
+    paper_delta: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    note: str = "",
+    unit: str = "images x seeds",
+) -> Verdict:
+    """Verdict on "A beats B" from per-image correctness of A and B, trained with the same seeds, each pair on the
+    same images (``correct_a[k]`` and ``correct_b[k]``: the runs of ``seeds[k]``, aligned image by image).
+
+    - delta: the per-image difference A - B pooled over every (image, seed) pair (points);
+    - CI: percentile bootstrap that resamples images within each seed (stratified by seed; the seeds are kept);
+    - p: McNemar's exact test on the discordant pairs pooled over the seeds;
+    - n: images x seeds; MDE: :func:`stratified_mde_points` of the per-image differences.
+
+    As on images, a CI that excludes 0 with ``p >= 0.05`` stays *not resolved*. The CI is conditional on the trained
+    runs (what the evaluation images decide); the spread between seeds is what :func:`compare_over_seeds` measures.
+    """
+    a_s = [np.asarray(x, dtype=np.float64) for x in correct_a]
+    b_s = [np.asarray(x, dtype=np.float64) for x in correct_b]
+    if len(a_s) != len(b_s) or len(a_s) != len(seeds) or not a_s:
+        raise ValueError(f"need one pair of arrays per seed, got {len(a_s)} / {len(b_s)} for seeds {list(seeds)}")
+    for k, (a, b) in enumerate(zip(a_s, b_s)):
+        if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+            raise ValueError(f"seed {seeds[k]}: correctness arrays must be 1-d, non-empty and paired, got "
+                             f"{a.shape} and {b.shape}")  # fmt: skip
+    d_s = [a - b for a, b in zip(a_s, b_s)]
+    a_all, b_all = np.concatenate(a_s), np.concatenate(b_s)
+    n = int(a_all.size)
+    mean = float(np.concatenate(d_s).mean())
+    boots = _stratified_boot_means(d_s, n_boot, np.random.default_rng(seed))
+    lo, hi = (float(x) for x in np.quantile(boots, [ALPHA / 2, 1 - ALPHA / 2]))
+    p = mcnemar_p(a_all > 0.5, b_all > 0.5)
+    verdict = verdict_of(lo, hi, expected)
+    if verdict != "not resolved" and not p < ALPHA:
+        verdict = "not resolved"
+        note = _note(note, f"the bootstrap CI excludes 0 but McNemar's test does not (p = {p:.3g})")
+    return Verdict(
+        claim=claim, table=table, paper=paper, ours=f"{100 * a_all.mean():.2f} vs {100 * b_all.mean():.2f}",
+        delta=100 * mean, ci_low=100 * lo, ci_high=100 * hi, p=p, n=n, unit=unit, verdict=verdict,
+        mde=100 * stratified_mde_points(d_s), paper_delta=paper_delta, seeds=[int(s) for s in seeds], note=note,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- metrics of a confusion matrix
+def _confusion_metric(conf: np.ndarray, metric: str) -> np.ndarray:
+    """``metric`` (OA / AA in %, kappa x 100) of a batch of confusion matrices ``(..., C, C)`` (rows: truth).
+
+    AA averages the recall of the classes present in the truth (as ``transfer.hsi_metrics``); kappa is Cohen's.
+    """
+    n = conf.sum(axis=(-2, -1))
+    diag = np.diagonal(conf, axis1=-2, axis2=-1)
+    if metric == "OA":
+        return 100.0 * diag.sum(-1) / n
+    if metric == "AA":
+        support = conf.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = np.where(support > 0, diag / np.maximum(support, 1), np.nan)
+        return 100.0 * np.nanmean(recall, axis=-1)
+    if metric == "kappa":
+        po = diag.sum(-1) / n
+        pe = (conf.sum(-1) * conf.sum(-2)).sum(-1) / (n * n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * np.where(pe < 1, (po - pe) / np.where(pe < 1, 1 - pe, 1.0), 1.0)
+    raise ValueError(f"metric={metric!r}; choose OA, AA or kappa")
+
+
+CONFUSION_METRICS: tuple[str, ...] = ("OA", "AA", "kappa")
+
+
+def _metric_of(weights: np.ndarray, cells: np.ndarray, c: int, metric: str) -> np.ndarray:
+    """``metric`` of the confusion matrices of item counts ``weights`` ``(..., K)`` over ``K`` kinds of item whose
+    confusion cell is one-hot in ``cells`` ``(K, c * c)``."""
+    return _confusion_metric((weights @ cells).reshape(*weights.shape[:-1], c, c), metric)
+
+
+def compare_metric_by_seed(
+    claim: str,
+    table: str,
+    paper: str,
+    metric: str,
+    labels: Sequence[Sequence[int]],
+    pred_a: Sequence[Sequence[int]],
+    pred_b: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    num_classes: int,
+    *,
+    expected: int = 1,
+    paper_delta: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    note: str = "",
+    unit: str = "pixels x seeds",
+) -> Verdict:
+    """Verdict on "A beats B" for a metric of the whole confusion matrix (``OA``, ``AA`` %, ``kappa`` x 100), from
+    the predicted labels of A and B on the same items (pixels) for each seed.
+
+    - delta: the metric of A minus that of B per seed, averaged over the seeds weighted by their items;
+    - CI: paired bootstrap over the items of each seed (the same resampled items for A and B), recomputing the metric
+      on every resample (stratified by seed);
+    - p: paired permutation test (each item's two predictions swapped with probability 1/2), two-sided;
+    - MDE: ``(z_0.975 + z_0.8)`` times the bootstrap standard error of delta.
+
+    Resampling is exact and cheap: an item is a (label, prediction of A, prediction of B) triple, so a resample is a
+    multinomial draw of the counts of the distinct triples.
+    """
+    if metric not in CONFUSION_METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {CONFUSION_METRICS}")
+    if not (len(labels) == len(pred_a) == len(pred_b) == len(seeds)) or not len(seeds):
+        raise ValueError("need one (labels, pred_a, pred_b) triple of arrays per seed")
+    c = int(num_classes)
+    rng = np.random.default_rng(seed)
+    obs, boot, perm = [], [], []
+    sizes = []
+    for k, (y, pa, pb) in enumerate(zip(labels, pred_a, pred_b)):
+        y, pa, pb = (np.asarray(x, dtype=np.int64) for x in (y, pa, pb))
+        if not (y.shape == pa.shape == pb.shape) or y.ndim != 1 or y.size == 0:
+            raise ValueError(f"seed {seeds[k]}: labels and predictions must be 1-d, non-empty and paired")
+        if min(y.min(), pa.min(), pb.min()) < 0 or max(y.max(), pa.max(), pb.max()) >= c:
+            raise ValueError(f"seed {seeds[k]}: labels must lie in 0..{c - 1}")
+        keys, counts = np.unique((y * c + pa) * c + pb, return_counts=True)
+        cell_a, cell_b = keys // c, (keys // (c * c)) * c + keys % c  # (label, pred_a), (label, pred_b)
+        ma = np.zeros((keys.size, c * c))
+        mb = np.zeros((keys.size, c * c))
+        ma[np.arange(keys.size), cell_a] = 1.0
+        mb[np.arange(keys.size), cell_b] = 1.0
+        w = counts.astype(np.float64)
+        obs.append(float(_metric_of(w, ma, c, metric) - _metric_of(w, mb, c, metric)))
+        draws = rng.multinomial(y.size, counts / y.size, size=int(n_boot)).astype(np.float64)  # (B, K)
+        boot.append(_metric_of(draws, ma, c, metric) - _metric_of(draws, mb, c, metric))
+        swap = rng.binomial(counts, 0.5, size=(int(n_boot), keys.size)).astype(np.float64)  # (B, K)
+        keep = w - swap  # items whose predictions stay; swapped items count for the other model
+        perm.append(_metric_of(np.concatenate([keep, swap], -1), np.concatenate([ma, mb]), c, metric)
+                    - _metric_of(np.concatenate([keep, swap], -1), np.concatenate([mb, ma]), c, metric))  # fmt: skip
+        sizes.append(y.size)
+    share = np.asarray(sizes, dtype=np.float64) / sum(sizes)
+    delta = float(np.dot(share, obs))
+    boots = np.sum([wk * b for wk, b in zip(share, boot)], axis=0)
+    perms = np.sum([wk * q for wk, q in zip(share, perm)], axis=0)
+    lo, hi = (float(x) for x in np.quantile(boots, [ALPHA / 2, 1 - ALPHA / 2]))
+    p = float((1 + np.sum(np.abs(perms) >= abs(delta) - 1e-9)) / (perms.size + 1))
+    verdict = verdict_of(lo, hi, expected)
+    if verdict != "not resolved" and not p < ALPHA:
+        verdict = "not resolved"
+        note = _note(note, f"the bootstrap CI excludes 0 but the permutation test does not (p = {p:.3g})")
+    mde = float((stats.norm.ppf(1 - ALPHA / 2) + _Z_POWER) * np.std(boots, ddof=1))
+    return Verdict(
+        claim=claim, table=table, paper=paper, ours="", delta=delta, ci_low=lo, ci_high=hi, p=p, n=int(sum(sizes)),
+        unit=unit, verdict=verdict, mde=mde, paper_delta=paper_delta, seeds=[int(s) for s in seeds], note=note,
+    )  # fmt: skip
+
+
+def with_over_seeds(v: Verdict, over: Verdict) -> Verdict:
+    """``v`` (the images x seeds verdict, which decides) with the paired-by-seed test of the same claim kept beside
+    it: in ``v.over_seeds`` (delta, ci_low, ci_high, p, n, mde, verdict) and as a sentence of the note."""
+    v.over_seeds = {k: getattr(over, k) for k in ("delta", "ci_low", "ci_high", "p", "n", "mde", "verdict")}
+    if over.n >= 2 and math.isfinite(over.ci_low):
+        text = (f"over seeds (n = {over.n}): {over.delta:+.2f} [{over.ci_low:+.2f}, {over.ci_high:+.2f}], "
+                f"p = {over.p:.3g}, MDE {over.mde:.2f}, {over.verdict}")  # fmt: skip
+    else:
+        text = f"over seeds (n = {over.n}): {over.delta:+.2f}, no interval"
+    v.note = _note(v.note, text)
+    return v
+
+
 def compare_over_seeds(
     claim: str,
     table: str,
@@ -238,6 +477,8 @@ def verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
 
 
 def _finite(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -249,6 +490,9 @@ def write_verdicts(verdicts: Sequence[Verdict], path: str | Path, **context: Any
     return atomic_write_text(Path(path), json.dumps({**context, "verdicts": items}, indent=2) + "\n")
 
 
+_FLOATS = ("delta", "ci_low", "ci_high", "p", "mde")
+
+
 def read_verdicts(path: str | Path) -> list[Verdict]:
     """The verdicts of a ``verdicts.json`` (null read back as NaN; keys this version does not know are ignored)."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -256,25 +500,33 @@ def read_verdicts(path: str | Path) -> list[Verdict]:
     known = {f.name for f in fields(Verdict)}
     out = []
     for d in raw.get("verdicts", []):
-        d = {k: (nan if v is None and k in ("delta", "ci_low", "ci_high", "p", "mde") else v)
-             for k, v in d.items() if k in known}  # fmt: skip
+        d = {k: (nan if v is None and k in _FLOATS else v) for k, v in d.items() if k in known}
+        if isinstance(d.get("over_seeds"), dict):
+            d["over_seeds"] = {k: (nan if v is None and k in _FLOATS else v) for k, v in d["over_seeds"].items()}
         out.append(Verdict(**d))
     return out
 
 
 __all__ = [
+    "CONFUSION_METRICS",
     "NOT_MEASURED",
     "VERDICTS",
     "Verdict",
+    "compare_metric_by_seed",
     "compare_on_images",
+    "compare_on_images_by_seed",
     "compare_over_seeds",
     "compare_scores_on_images",
+    "items_for_mde",
     "mcnemar_p",
     "mde_points",
     "not_measured",
     "paired_bootstrap",
+    "planned_mde_points",
     "read_verdicts",
+    "stratified_mde_points",
     "verdict_of",
     "verdict_table",
+    "with_over_seeds",
     "write_verdicts",
 ]
