@@ -189,3 +189,20 @@ def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
     assert (back["per_image_path"] == "").all() and len(back) == 4
     v = {v.claim: v for v in C.table6_claims(back)}["removing DARELoss hurts (clean images, RAF-DB analogue)"]
     assert v.unit == "seeds" and "paired over seeds only" in v.note
+
+
+def test_study_config_quick_and_powered():
+    cfg, seeds = A.study_config("cpu", run_name="t_study")
+    assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
+        "orsanet_tiny", 6, 50, 100)  # fmt: skip
+    assert cfg.train.eval_every == 6 and seeds == [0, 1]
+    cfg, seeds = A.study_config("cpu", study=True, seed=5, run_name="t_study")
+    assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
+        "orsanet_cpu", 8, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip
+    assert cfg.train.eval_every == cfg.train.epochs and seeds == [5, 6, 7]
+    _, seeds = A.study_config("cpu", study=True, n_seeds=2, run_name="t_study")
+    assert seeds == [0, 1]  # an explicit number of seeds wins
+    cfg, _ = A.study_config("cpu", study=True, epochs=3, model_name="orsanet_tiny", run_name="t_study")
+    assert cfg.train.epochs == 3 and cfg.model.name == "orsanet_tiny" and cfg.train.eval_every == 3
+    _, seeds = A.study_config("smoke", study=True, run_name="t_study")
+    assert len(seeds) == A.STUDY["smoke"]["n_seeds"]

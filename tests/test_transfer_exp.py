@@ -119,7 +119,7 @@ def test_runs_keep_per_item_predictions_on_the_same_items():
     runs = X.run_dare_comparison(task, {"gfnet_cifar_tiny": dict(depth=1, embed_dim=16)}, [0, 1], cfg, "t_per_item")
     cols = [read_per_image(p)["test"] for p in runs.per_image]
     for (_, r), c in zip(runs.iterrows(), cols):
-        assert len(c) == r.n_test == 40 and r.n_test_all == task.info["n_test_all"]
+        assert len(c) == 40
         assert r.top1 == pytest.approx(100 * c["correct"].mean()) and r.top5 == pytest.approx(100 * c["top5"].mean())
         assert c.index.equals(cols[0].index) and (c["label"] == cols[0]["label"]).all()  # the same test images
     by = {v.claim: v for v in C.table8_claims(runs)}
@@ -145,7 +145,18 @@ def test_hsi_per_pixel_predictions_match_the_last_evaluation():
     by = {v.claim: v for v in C.table7_claims(runs)}
     for metric in ("OA", "AA", "kappa"):
         v = by[f"DARELoss improves SpectralFormer {metric} on Indian Pines (pixel-wise)"]
-        assert v.unit == "pixels x seeds" and v.n == 150 and math.isfinite(v.mde)  # one seed: still a CI on pixels
+        assert v.unit == "pixels x seeds" and v.n == 150 and math.isfinite(v.ci_low)  # one seed: a CI on pixels
+
+
+def test_study_config_of_the_transfer_notebooks():
+    quick = X.study_config("image", "cpu", profile_seeds=[0, 1], max_test_per_class=-1)
+    assert quick == {"seeds": [0, 1], "max_test_per_class": -1}
+    study = X.study_config("image", "cpu", study=True, seed=3, profile_seeds=[3, 1], max_test_per_class=-1)
+    assert study["max_test_per_class"] == 0 and study["seeds"] == list(range(3, 3 + X.IMAGE_STUDY["cpu"]["n_seeds"]))
+    assert X.study_config("hsi", "cpu", study=True, seeds=[7], max_test=500) == {"seeds": [7], "max_test": 500}
+    assert X.study_config("hsi", "cpu", study=True, max_test=-1)["max_test"] == 0
+    with pytest.raises(ValueError, match="image' or 'hsi"):
+        X.study_config("text", "cpu")
 
 
 def test_comparison_table_paper_columns():

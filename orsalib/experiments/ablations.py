@@ -11,7 +11,8 @@ already there (resumable). Beside each record, ``<variant>/seed<k>/per_image.npz
 (:mod:`orsalib.experiments.per_image`) keeps the prediction of every evaluated image, so that the claims pair the
 full model and each ablation image by image (:func:`orsalib.experiments.claims.table6_claims`). :func:`summarise`
 gives mean ± std over seeds beside the paper's numbers, and :func:`orderings_statement` says which "full > ablation"
-orderings hold.
+orderings hold. :func:`study_config` sizes the study: a quick budget by default, the powered study with
+``study=True`` (:data:`STUDY`).
 """
 
 from __future__ import annotations
@@ -107,6 +108,23 @@ def read_results(out_dir: str | Path) -> pd.DataFrame:
 #: the cpu profile's quick budget for the Table 6 study (it must fit the whole cpu suite on 2 cores)
 CPU_STUDY_BUDGET: dict[str, Any] = {"model.name": "orsanet_tiny", "train.epochs": 6, "data.train_per_class": 50}
 
+#: ``study=True`` per profile: the profile's full recipe (model, epochs, training images), more evaluation images
+#: (SynthFER ``val_per_class``: clean, artificially occluded and real-occluded faces each) and more seeds, so that
+#: a paired difference of about 2 points is detectable on images x seeds. cpu: 300 faces per class -> 2,100 images
+#: per column and seed, 3 seeds -> 6,300 images x seeds per claim: MDE 1.4 points if full model and ablation disagree
+#: on 15 % of the images, 1.9 at 30 % (:func:`orsalib.experiments.verdicts.planned_mde_points`); 18 runs of
+#: ``orsanet_cpu`` (2,800 faces, 8 epochs), about 1.8 hours on 2 CPU cores (:data:`STUDY_MINUTES`).
+STUDY: dict[str, dict[str, Any]] = {
+    "smoke": {"n_seeds": 2},
+    "cpu": {"n_seeds": 3, "data.val_per_class": 300},
+    "paper": {"n_seeds": 3},
+}
+#: the expected minutes of ``study=True`` on 2 CPU cores (cpu profile), scaled from the quick run's: its 12 trainings
+#: of ``orsanet_tiny`` (350 faces x 6 epochs) took 14 s each, 4.2 minutes for the notebook; the study's 18 are notebook
+#: 40's training (``orsanet_cpu``, 2,800 faces x 8 epochs: 5.6 minutes, about 5 without its per-epoch evaluation),
+#: plus the evaluation of 6,300 images per run (~25 s) and a new SynthFER build with its prior detectors (~5 minutes)
+STUDY_MINUTES: dict[str, float] = {"cpu": 110.0}
+
 
 def study_config(
     profile: str,
@@ -118,18 +136,24 @@ def study_config(
     train_per_class: int = -1,
     n_seeds: int = 0,
     seed: int = 0,
+    study: bool = False,
     **kw: Any,
 ) -> tuple[RunConfig, list[int]]:
     """The config and seeds of the Table 6 study (notebook 60's parameters).
 
-    On the ``cpu`` profile the study is sized down (:data:`CPU_STUDY_BUDGET`) and evaluated once, after the last
-    epoch (what the table reports). ``model_name="auto"`` / ``epochs=-1`` / ``train_per_class=-1`` take that budget
-    on ``cpu`` and the profile's value elsewhere; ``""`` / ``0`` / ``0`` always take the profile's value.
-    ``n_seeds=0`` runs as many seeds as the profile lists, counted from ``seed``. ``kw`` (run_name, device) goes to
-    :func:`orsalib.experiments.runs.eval_config`.
+    Quick (``study=False``): on the ``cpu`` profile the study is sized down (:data:`CPU_STUDY_BUDGET`) and evaluated
+    once, after the last epoch (what the table reports). ``model_name="auto"`` / ``epochs=-1`` /
+    ``train_per_class=-1`` take that budget on ``cpu`` and the profile's value elsewhere; ``""`` / ``0`` / ``0``
+    always take the profile's value. ``n_seeds=0`` runs as many seeds as the profile lists, counted from ``seed``.
+
+    Powered (``study=True``): the profile's full recipe ("auto" means the profile's value), evaluated once after the
+    last epoch, with :data:`STUDY`'s evaluation images and seeds (``n_seeds`` > 0 still wins). ``kw`` (run_name,
+    device) goes to :func:`orsalib.experiments.runs.eval_config`.
     """
-    budget = CPU_STUDY_BUDGET if profile == "cpu" else {}
+    plan = STUDY.get(profile, {"n_seeds": 3}) if study else {}
+    budget = CPU_STUDY_BUDGET if profile == "cpu" and not study else {}
     overrides: dict[str, Any] = {k: v for k, v in {"data.dataset": dataset, "data.data_root": data_root}.items() if v}
+    overrides.update({k: v for k, v in plan.items() if "." in k})
     name = budget.get("model.name", "") if model_name == "auto" else model_name
     ep = budget.get("train.epochs", 0) if epochs < 0 else epochs
     tpc = budget.get("data.train_per_class", 0) if train_per_class < 0 else train_per_class
@@ -137,13 +161,22 @@ def study_config(
         overrides["model.name"] = name
     if ep:
         overrides["train.epochs"] = ep
-    if budget:
+    if budget or study:
         overrides["train.eval_every"] = ep or 1000
     if tpc:
         overrides["data.train_per_class"] = tpc
     cfg = eval_config(profile, overrides, seed=seed, **kw)
-    seeds = [seed + k for k in range(n_seeds if n_seeds > 0 else len(cfg.seeds))]
+    if study and not ep:  # evaluate once, after the profile's last epoch
+        cfg.train.eval_every = cfg.train.epochs
+    default_seeds = int(plan.get("n_seeds", 0)) or len(cfg.seeds)
+    seeds = [seed + k for k in range(n_seeds if n_seeds > 0 else default_seeds)]
     return cfg, seeds
+
+
+def ablations_dir(run_name: str, study: bool = False) -> Path:
+    """``outputs/<run_name>/ablations`` (quick budget) or ``ablations_study`` (``study=True``): the two never share
+    a folder, so a resumed study never mixes in the quick budget's records of the same (variant, seed)."""
+    return _run_dir(run_name) / ("ablations_study" if study else "ablations")
 
 
 def _resolve_variants(variants: Mapping[str, Mapping[str, Any]] | Sequence[str] | None) -> dict[str, dict]:
@@ -347,7 +380,10 @@ __all__ = [
     "METRICS",
     "PAPER_TABLE6",
     "PAPER_TABLE6_SOURCE",
+    "STUDY",
+    "STUDY_MINUTES",
     "TABLE6_VARIANTS",
+    "ablations_dir",
     "orderings_statement",
     "read_results",
     "run_ablations",

@@ -14,7 +14,7 @@ difference (with - without) per seed.
 Both variants of a seed are evaluated on the same test images (pixels); each run keeps its prediction of every test
 item in ``per_image.npz`` beside its training folder (:mod:`orsalib.experiments.per_image`; path in the ``per_image``
 column), so that the claims pair them item by item (:func:`orsalib.experiments.claims.table7_claims`,
-``table8_claims``).
+``table8_claims``). :func:`study_config` gives the seeds and test sets of the quick run and of ``study=True``.
 """
 
 from __future__ import annotations
@@ -338,6 +338,64 @@ def transfer_train_config(kind: str, profile: str = "cpu", epochs: int | None = 
     return cfg
 
 
+# ----------------------------------------------------------------------------- quick run and powered study
+#: ``study=True`` of notebook 70 (Table 8) per profile: the profile's recipe (same models, epochs and training
+#: images), every test image of the dataset (``max_test_per_class`` 0) and more seeds. cpu: the digits stand-in has
+#: 450 test images (all of them are already in the quick run), so 20 seeds -> 9,000 images x seeds per claim: MDE 1.9
+#: points if with and without disagree on 40 % of the images (the small from-scratch models of the cpu profile reach
+#: 20-55 % top-1 there), 1.3 at 20 % (CIFAR-10 folders of 1,000 test images: 20,000, 1.3 at 40 %); 10x the quick
+#: run's trainings (:data:`STUDY_MINUTES`).
+IMAGE_STUDY: dict[str, dict[str, int]] = {
+    "smoke": {"n_seeds": 2, "max_test_per_class": 0},
+    "cpu": {"n_seeds": 20, "max_test_per_class": 0},
+    "paper": {"n_seeds": 3, "max_test_per_class": 0},
+}
+#: ``study=True`` of notebook 71 (Table 7) per profile: the profile's recipe, every test pixel of each scene
+#: (``max_test`` 0) and 5 seeds. cpu: the semi-synthetic Indian Pines (real class map) has 9,554 test pixels and Pavia
+#: University at 1/4 resolution 9,746 -> about 48,000 pixels x seeds per claim: OA MDE about 0.8 points at 35 %
+#: discordant pixels (AA, which weighs the few pixels of the rarest classes as much as the others, stays wider);
+#: 2.5x the quick run's trainings, each evaluated on about 10x more pixels (:data:`STUDY_MINUTES`).
+HSI_STUDY: dict[str, dict[str, int]] = {
+    "smoke": {"n_seeds": 2, "max_test": 0},
+    "cpu": {"n_seeds": 5, "max_test": 0},
+    "paper": {"n_seeds": 3, "max_test": 0},
+}
+#: the expected minutes of ``study=True`` on 2 CPU cores (cpu profile; see the notebooks' title cells)
+#: 70: the quick run's 8 trainings took 1.4 minutes (1.6 for the notebook), the study runs 80 -> about 15 minutes;
+#: 71: the quick run's 16 trainings took 2.4 minutes (2.6), the study runs 40 (6 minutes) and evaluates each on
+#: ~9,600 instead of 1,000 pixels three times (1,000 pixels: 0.2 s) -> about 10 minutes.
+STUDY_MINUTES: dict[str, dict[str, float]] = {"image": {"cpu": 15.0}, "hsi": {"cpu": 10.0}}
+
+
+def study_config(
+    kind: str,
+    profile: str,
+    *,
+    study: bool = False,
+    seeds: Sequence[int] = (),
+    seed: int = 0,
+    profile_seeds: Sequence[int] = (),
+    **caps: int,
+) -> dict[str, Any]:
+    """The seeds and test-set caps of notebook 70 (``kind="image"``: ``max_test_per_class``) or 71 (``"hsi"``:
+    ``max_test``); the training recipe is the same either way.
+
+    Quick (``study=False``): ``seeds`` or else ``profile_seeds``, and the caps as given (-1: the profile's).
+    Powered (``study=True``): :data:`IMAGE_STUDY` / :data:`HSI_STUDY`: every test item (a cap of -1 becomes 0 = no
+    cap; one given >= 0 wins) and the study's number of seeds counted from ``seed`` (``seeds`` given still win).
+
+    Returns:
+        ``{"seeds": [...], <cap>: value, ...}``.
+    """
+    if kind not in ("image", "hsi"):
+        raise ValueError(f"kind={kind!r}; choose 'image' or 'hsi'")
+    plan = (IMAGE_STUDY if kind == "image" else HSI_STUDY).get(profile, {"n_seeds": 3}) if study else {}
+    out: dict[str, Any] = {k: (int(plan.get(k, v)) if v == -1 else int(v)) for k, v in caps.items()}
+    n = int(plan.get("n_seeds", 0))
+    out["seeds"] = [int(s) for s in seeds] or ([seed + k for k in range(n)] if n else [int(s) for s in profile_seeds])
+    return out
+
+
 # ----------------------------------------------------------------------------- the experiment loop
 def model_family(name: str) -> str:
     """The registry's ``family`` of a model (``"crossvit"``, ``"gfnet"``, ``"spectralformer"``, ...)."""
@@ -455,9 +513,8 @@ def run_dare_comparison(
 
     Returns:
         a DataFrame with columns task, dataset, model, variant ("without"/"with"), seed, the LAST-epoch metrics
-        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes,
-        per_image (the path of the run's per-item predictions on the test set, the same items for every run), n_test
-        (items evaluated) and n_test_all (test items of the dataset before any cap).
+        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes, and
+        per_image (the path of the run's per-item predictions on the test set, the same items for every run).
     """
     variants = [("without", 0.0), ("with", float(dare_weight))]
     test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
@@ -483,7 +540,6 @@ def run_dare_comparison(
                 row.update(_best_metrics(task, res.best))
                 row["minutes"] = minutes
                 row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
-                row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
                 rows.append(row)
     return pd.DataFrame(rows)
 
