@@ -206,3 +206,13 @@ def test_study_config_quick_and_powered():
     assert cfg.train.epochs == 3 and cfg.model.name == "orsanet_tiny" and cfg.train.eval_every == 3
     _, seeds = A.study_config("smoke", study=True, run_name="t_study")
     assert len(seeds) == A.STUDY["smoke"]["n_seeds"]
+
+
+def test_study_plan_and_folders(tmp_path):
+    assert A.ablations_dir("r_study").name == "ablations" and A.ablations_dir("r_study", True).name == "ablations_study"
+    plan = A.study_plan("cpu", run_name="t_study")
+    assert plan["n_study"] == 300 * 7 * 3 and plan["seeds"] == 3 and plan["minutes"] == A.STUDY_MINUTES["cpu"]
+    assert plan["settings"].startswith("orsanet_cpu, 400 training / 300 validation faces per class, 8 epochs, 3 seeds")
+    other = A.study_plan("cpu", dataset="fer2013", data_root=str(tmp_path), items_per_seed=500, run_name="t_study",
+                         prior_source="none")  # fmt: skip
+    assert other["n_study"] == 1500 and "faces per class" not in other["settings"]

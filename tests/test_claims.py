@@ -479,3 +479,17 @@ def test_per_image_file_round_trip(tmp_path):
         read_per_image(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="must not contain"):
         write_per_image(tmp_path / "x.npz", {"a__b": cols})
+
+
+def test_power_statement_and_summary(tmp_path):
+    vs = C.table8_claims(_dare_runs_per_image(tmp_path, "image", 3.0))
+    ps = C.power_summary(vs, n_study=3600 * 4)
+    measured = [v for v in vs if v.verdict != NOT_MEASURED]
+    assert set(ps["mde"]) == {v.claim for v in measured} and ps["unit"] == "images x seeds" and ps["n"] == 3600
+    assert ps["paper_delta_min"] == 0.19 and ps["paper_delta_max"] == 0.85
+    assert ps["study_mde_median"] == pytest.approx(ps["mde_median"] / 2, abs=0.02)  # 4x the items: half the MDE
+    text = C.power_statement(vs, "Table 8", study=False, study_settings="8 seeds", study_minutes=150, target=0.1)
+    assert "detects differences >=" in text and "0.19-0.85 points" in text and "study=True (8 seeds; about" in text
+    assert "2.5 hours" in text
+    assert "powered run" in C.power_statement(vs, "Table 8", study=True)
+    assert "no claim measured" in C.power_statement(C.table8_claims(None), "Table 8", study=False)

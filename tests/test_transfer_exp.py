@@ -119,7 +119,7 @@ def test_runs_keep_per_item_predictions_on_the_same_items():
     runs = X.run_dare_comparison(task, {"gfnet_cifar_tiny": dict(depth=1, embed_dim=16)}, [0, 1], cfg, "t_per_item")
     cols = [read_per_image(p)["test"] for p in runs.per_image]
     for (_, r), c in zip(runs.iterrows(), cols):
-        assert len(c) == 40
+        assert len(c) == r.n_test == 40 and r.n_test_all == task.info["n_test_all"]
         assert r.top1 == pytest.approx(100 * c["correct"].mean()) and r.top5 == pytest.approx(100 * c["top5"].mean())
         assert c.index.equals(cols[0].index) and (c["label"] == cols[0]["label"]).all()  # the same test images
     by = {v.claim: v for v in C.table8_claims(runs)}
@@ -171,3 +171,19 @@ def test_comparison_table_paper_columns():
                          "top1": 50.0, "top5": 90.0} for v in ("with", "without")])  # fmt: skip
     t = X.comparison_table(img, "image").iloc[0]
     assert (t["paper top5 without"], t["paper top5 with"], t["paper Δ top5"]) == (98.02, 98.43, 0.41)
+
+
+def test_study_plan_of_the_transfer_notebooks():
+    import pandas as pd
+
+    img = pd.DataFrame({"task": ["digits_standin"] * 2, "n_test_all": [450, 450]})
+    plan = X.study_plan("image", "cpu", img)
+    assert plan["n_study"] == 450 * X.IMAGE_STUDY["cpu"]["n_seeds"] and "all 450 test images" in plan["settings"]
+    hsi = pd.DataFrame({"task": ["indian_pines pixel", "indian_pines patch", "pavia_u pixel"],
+                        "n_test_all": [9554, 9554, 9746]})  # fmt: skip
+    plan = X.study_plan("hsi", "cpu", hsi)
+    k = X.HSI_STUDY["cpu"]["n_seeds"]
+    assert plan["n_study"] == {"Indian Pines (pixel-wise)": 9554 * k, "Indian Pines (patch-wise)": 9554 * k,
+                               "Pavia University (pixel-wise)": 9746 * k}  # fmt: skip
+    assert "Indian Pines 9,554, Pavia University 9,746" in plan["settings"] and plan["minutes"] > 0
+    assert X.study_plan("image", "cpu", pd.DataFrame())["n_study"] is None

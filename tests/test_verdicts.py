@@ -127,6 +127,8 @@ def test_images_x_seeds_known_null_and_reversed():
     one = V.compare_on_images_by_seed("x", "t", "", a[:1], b[:1], [0])  # one seed still has images to pair
     assert one.n == 1000 and math.isfinite(one.ci_low)
     assert one.mde == pytest.approx(100 * V.mde_points(d[0].std(ddof=1), 1000))
+    agree = V.compare_on_images_by_seed("x", "t", "", a, a, [0, 1, 2])
+    assert agree.verdict == "not resolved" and agree.p == 1.0 and math.isnan(agree.mde)
     with pytest.raises(ValueError, match="one pair of arrays per seed"):
         V.compare_on_images_by_seed("x", "t", "", a, b[:2], [0, 1, 2])
 
@@ -160,6 +162,7 @@ def test_aa_and_kappa_paired_bootstrap_over_pixels():
         assert V.compare_metric_by_seed("x", "t", "", m, ys, bad, good, [0, 1], c).verdict == "reversed"
         same = V.compare_metric_by_seed("x", "t", "", m, ys, good, good, [0, 1], c)
         assert same.verdict == "not resolved" and same.delta == 0 and same.p == 1.0
+        assert math.isnan(same.mde)  # no item on which they differ: no spread to size an MDE from
     nulls = []
     for k in range(12):
         y = rng.integers(0, c, 800)
@@ -193,3 +196,10 @@ def test_planning_helpers():
     assert V.planned_mde_points(0.2, n) <= 2.0 < V.planned_mde_points(0.2, n - 50)
     one = V.mde_points(np.std([1, 0, 1, 0], ddof=1), 4)
     assert V.stratified_mde_points([[1.0, 0.0, 1.0, 0.0]]) == pytest.approx(one)
+
+
+def test_over_seeds_mde_uses_the_t_quantiles():
+    v = V.compare_over_seeds("x", "t", "", [70.0, 71.0], [69.0, 69.0], [0, 1])
+    sd = np.std([1.0, 2.0], ddof=1)
+    t = V.stats.t.ppf(0.975, 1) + V.stats.t.ppf(0.8, 1)
+    assert v.mde == pytest.approx(t * sd / math.sqrt(2)) and v.mde > 4 * V.mde_points(sd, 2)

@@ -179,6 +179,30 @@ def ablations_dir(run_name: str, study: bool = False) -> Path:
     return _run_dir(run_name) / ("ablations_study" if study else "ablations")
 
 
+def study_plan(profile: str, *, items_per_seed: int = 0, **kw: Any) -> dict[str, Any]:
+    """What ``study=True`` runs, for the notebook's statement of what its budget can resolve.
+
+    Args:
+        profile: the profile.
+        items_per_seed: evaluation images per column and seed of this run (used when the study does not set them:
+            datasets other than SynthFER).
+        kw: :func:`study_config`'s other arguments (dataset, data_root, seed, run_name, device).
+
+    Returns:
+        ``{"settings": text, "seeds": k, "n_study": images x seeds per claim (None when unknown), "minutes": the
+        expected minutes on 2 CPU cores (None when not estimated)}``.
+    """
+    cfg, seeds = study_config(profile, study=True, **kw)
+    synth = cfg.data.dataset == "synthfer"
+    per_seed = cfg.data.val_per_class * cfg.data.num_classes if synth else int(items_per_seed)
+    faces = f"{cfg.data.train_per_class} training / {cfg.data.val_per_class} validation faces per class, " if synth \
+        else ""  # fmt: skip
+    n = per_seed * len(seeds) or None
+    settings = (f"{cfg.model.name}, {faces}{cfg.train.epochs} epochs, {len(seeds)} seeds"
+                + (f": {n:,} images x seeds per claim" if n else ""))  # fmt: skip
+    return {"settings": settings, "seeds": len(seeds), "n_study": n, "minutes": STUDY_MINUTES.get(profile)}
+
+
 def _resolve_variants(variants: Mapping[str, Mapping[str, Any]] | Sequence[str] | None) -> dict[str, dict]:
     """``{name: overrides}`` from a mapping, a list of :data:`TABLE6_VARIANTS` names, or None (all of them)."""
     if variants is None:
@@ -389,6 +413,7 @@ __all__ = [
     "run_ablations",
     "slug",
     "study_config",
+    "study_plan",
     "summarise",
     "validate_variants",
     "variant_config",

@@ -44,6 +44,7 @@ from ..paper import TABLE8 as PAPER8
 from ..paper import table7_delta, table8_delta
 from ..paths import run_dir
 from ..utils import seed_everything
+from .claims import SCENE_LABELS
 from .per_image import FILE as PER_IMAGE_FILE
 from .per_image import column_arrays, write_per_image
 
@@ -396,6 +397,37 @@ def study_config(
     return out
 
 
+def study_plan(kind: str, profile: str, runs: pd.DataFrame) -> dict[str, Any]:
+    """What ``study=True`` of notebook 70 (``kind="image"``) or 71 (``"hsi"``) runs, from this run's rows (their
+    ``n_test_all``: the test items of each dataset), for the statement of what the budget can resolve.
+
+    Returns:
+        ``{"settings": text, "seeds": k, "n_study": items x seeds per claim (an int; for HSI ``{"<scene> (<mode>-wise)":
+        n}`` as the claims name them), "minutes": the expected minutes on 2 CPU cores (None when not estimated)}``.
+    """
+    plan = (IMAGE_STUDY if kind == "image" else HSI_STUDY).get(profile, {"n_seeds": 3})
+    k = int(plan["n_seeds"])
+    minutes = STUDY_MINUTES.get(kind, {}).get(profile)
+    if runs.empty or "n_test_all" not in runs:
+        return {"settings": f"every test item, {k} seeds", "seeds": k, "n_study": None, "minutes": minutes}
+    n_all = runs.groupby("task", sort=False)["n_test_all"].first().astype(int)
+    if kind == "image":
+        n = int(n_all.max()) * k
+        settings = f"the same recipe, all {int(n_all.max()):,} test images, {k} seeds: {n:,} images x seeds per claim"
+        return {"settings": settings, "seeds": k, "n_study": n, "minutes": minutes}
+    labels = {t: f"{SCENE_LABELS.get(t.split()[0], t.split()[0])} ({_scene_mode(t)}-wise)" for t in n_all.index}
+    scenes = {SCENE_LABELS.get(t.split()[0], t.split()[0]): int(v) for t, v in n_all.items()}
+    pixels = ", ".join(f"{name} {v:,}" for name, v in scenes.items())
+    settings = f"the same recipe, every test pixel ({pixels}), {k} seeds"
+    return {"settings": settings, "seeds": k, "n_study": {labels[t]: int(v) * k for t, v in n_all.items()},
+            "minutes": minutes}  # fmt: skip
+
+
+def _scene_mode(task: str) -> str:
+    parts = str(task).split()
+    return parts[1] if len(parts) > 1 else "pixel"
+
+
 # ----------------------------------------------------------------------------- the experiment loop
 def model_family(name: str) -> str:
     """The registry's ``family`` of a model (``"crossvit"``, ``"gfnet"``, ``"spectralformer"``, ...)."""
@@ -513,8 +545,9 @@ def run_dare_comparison(
 
     Returns:
         a DataFrame with columns task, dataset, model, variant ("without"/"with"), seed, the LAST-epoch metrics
-        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes, and
-        per_image (the path of the run's per-item predictions on the test set, the same items for every run).
+        (top1, top5 or OA, AA, kappa), the best-epoch ones (best_*), best_epoch, per_class (list), minutes,
+        per_image (the path of the run's per-item predictions on the test set, the same items for every run), n_test
+        (items evaluated) and n_test_all (test items of the dataset before any cap).
     """
     variants = [("without", 0.0), ("with", float(dare_weight))]
     test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
@@ -540,6 +573,7 @@ def run_dare_comparison(
                 row.update(_best_metrics(task, res.best))
                 row["minutes"] = minutes
                 row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
+                row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
                 rows.append(row)
     return pd.DataFrame(rows)
 

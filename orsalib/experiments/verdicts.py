@@ -131,21 +131,28 @@ def mcnemar_p(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> float:
     return float(stats.binomtest(n01, n01 + n10, 0.5).pvalue)
 
 
-def mde_points(sd: float, n: int, alpha: float = 0.05) -> float:
-    """Minimum detectable mean difference of a paired design (normal approximation, 80 % power)."""
+def mde_points(sd: float, n: int, alpha: float = 0.05, df: int | None = None) -> float:
+    """Minimum detectable mean difference of a paired design at 80 % power: ``(z_{1-alpha/2} + z_0.8) * sd / sqrt(n)``
+    (normal approximation), or with ``df`` the t quantiles ``t_{1-alpha/2, df} + t_{0.8, df}`` of the paired t-test
+    (few seeds: with 2 seeds, one degree of freedom, the MDE is about 5x the normal one)."""
     if n < 2 or not math.isfinite(sd):
         return float("nan")
-    return float((stats.norm.ppf(1 - alpha / 2) + _Z_POWER) * sd / math.sqrt(n))
+    if df is None:
+        z = stats.norm.ppf(1 - alpha / 2) + _Z_POWER
+    else:
+        z = stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(0.8, df)
+    return float(z * sd / math.sqrt(n))
 
 
 def stratified_mde_points(diffs: Sequence[Sequence[float]], alpha: float = 0.05) -> float:
     """MDE of the pooled mean of per-item differences measured in several strata (seeds), items drawn within each.
 
     ``(z_{1-alpha/2} + z_0.8) * SE`` with ``SE = sqrt(sum_s n_s * var_s) / N``: ``var_s`` the sample variance of the
-    differences of stratum ``s`` (``n_s`` items), ``N = sum_s n_s``. With one stratum it is :func:`mde_points`.
+    differences of stratum ``s`` (``n_s`` items), ``N = sum_s n_s``. With one stratum it is :func:`mde_points`. NaN
+    when every difference is the same (no spread to size it from: e.g. two models that agree on every image).
     """
     groups = [np.asarray(d, dtype=np.float64) for d in diffs]
-    if not groups or any(g.size < 2 for g in groups):
+    if not groups or any(g.size < 2 for g in groups) or np.ptp(np.concatenate(groups)) == 0:
         return float("nan")
     n = sum(g.size for g in groups)
     se = math.sqrt(sum(g.size * float(g.var(ddof=1)) for g in groups)) / n
@@ -403,7 +410,8 @@ def compare_metric_by_seed(
     if verdict != "not resolved" and not p < ALPHA:
         verdict = "not resolved"
         note = _note(note, f"the bootstrap CI excludes 0 but the permutation test does not (p = {p:.3g})")
-    mde = float((stats.norm.ppf(1 - ALPHA / 2) + _Z_POWER) * np.std(boots, ddof=1))
+    sd = float(np.std(boots, ddof=1))
+    mde = float((stats.norm.ppf(1 - ALPHA / 2) + _Z_POWER) * sd) if sd > 0 else float("nan")  # NaN: no spread seen
     return Verdict(
         claim=claim, table=table, paper=paper, ours="", delta=delta, ci_low=lo, ci_high=hi, p=p, n=int(sum(sizes)),
         unit=unit, verdict=verdict, mde=mde, paper_delta=paper_delta, seeds=[int(s) for s in seeds], note=note,
@@ -435,7 +443,9 @@ def compare_over_seeds(
     paper_delta: float | None = None,
     note: str = "",
 ) -> Verdict:
-    """Verdict on "A beats B" from one number per seed for each (same seeds, same order; points)."""
+    """Verdict on "A beats B" from one number per seed for each (same seeds, same order; points): t-interval, paired
+    t-test, and the MDE of the paired t-test with ``n - 1`` degrees of freedom (with few seeds the normal
+    approximation would understate it several-fold)."""
     a = np.asarray(values_a, dtype=np.float64)
     b = np.asarray(values_b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
@@ -447,7 +457,7 @@ def compare_over_seeds(
         t = float(stats.t.ppf(0.975, n - 1))
         lo, hi = float(d.mean() - t * se), float(d.mean() + t * se)
         p = float(stats.ttest_1samp(d, 0.0).pvalue) if se > 0 else (0.0 if d.mean() != 0 else 1.0)
-        mde = mde_points(float(d.std(ddof=1)), n)
+        mde = mde_points(float(d.std(ddof=1)), n, df=n - 1)
     else:
         lo, hi, p, mde = float("nan"), float("nan"), float("nan"), float("nan")
         note = (note + "; " if note else "") + "one seed: no uncertainty, no verdict"
