@@ -75,6 +75,24 @@ def test_table2_not_measured_rows():
     assert all(math.isnan(v.delta) and v.n == 0 for v in vs)
 
 
+def test_no_verdict_against_a_model_at_chance():
+    """A comparison with a model that did not learn (clean accuracy not above 1/classes) gets no verdict."""
+    assert C.learned(0.30, 700, 1 / 7) and not C.learned(0.16, 700, 1 / 7) and not C.learned(0.30, 21, 1 / 7)
+    rng = np.random.default_rng(3)
+    good, dead = pd.Series(_hits(rng, 700, 0.8)), pd.Series(_hits(rng, 700, 1 / 7))
+    correct = {("ORSANet", "clean"): good, ("base", "clean"): dead}
+    for r in (0.1, 0.2, 0.3):
+        correct[("ORSANet", f"rectangle {round(100 * r)}%")] = good
+        correct[("base", f"rectangle {round(100 * r)}%")] = dead
+    (v,) = C.table2_claims(correct, "ORSANet", BASE, num_classes=7)
+    assert v.verdict == NOT_MEASURED and "not above chance" in v.note and "base" in v.note
+    assert C.table2_claims(correct, "ORSANet", BASE)[0].verdict == "holds"  # without the class count: no judgement
+    v3 = C.table3_claims(correct, "ORSANet", BASE, num_classes=7)
+    assert all(v.verdict == NOT_MEASURED and "not above chance" in v.note for v in v3)
+    alive = {**correct, ("base", "clean"): pd.Series(_hits(rng, 700, 0.5))}
+    assert C.table2_claims(alive, "ORSANet", BASE, num_classes=7)[0].verdict == "holds"
+
+
 def _sweep_correct(rng, n, drop_main, drop_base, ratios=(0.1, 0.2, 0.3)):
     clean = _hits(rng, n, 0.9)
     out = {("ORSANet", "clean"): pd.Series(clean), ("base", "clean"): pd.Series(clean.copy())}

@@ -62,9 +62,11 @@ def test_verdicts_after_the_suite():
         assert r["verdict"] in VERDICTS
         if r["verdict"] != NOT_MEASURED:
             assert r["n"] > 0 and isinstance(r["delta"], float) and r["source"]
-    measured = {r["table"] for r in rows if r["verdict"] != NOT_MEASURED}
+    # smoke models may stay at chance: such a comparison is computed and then refused a verdict ("not above chance")
+    computed = [r for r in rows if r["verdict"] != NOT_MEASURED or "not above chance" in r["note"]]
+    measured = {r["table"] for r in computed}
     assert measured == set(claims.CLAIM_TABLES), f"no measured claim in {set(claims.CLAIM_TABLES) - measured}"
-    sources = {r["source"] for r in rows if r["verdict"] != NOT_MEASURED}
+    sources = {r["source"] for r in computed}
     assert {"50_evaluation_occlusion", "60_ablations", "70_dareloss_cifar10", "71_dareloss_spectralformer",
             "80_ran_baseline"} <= sources  # fmt: skip
     assert len(claims.verdict_summary(RUN)) == len(rows)

@@ -178,6 +178,36 @@ def _missing(label: str, name: str | None, main: str, cond: str, have: Mapping) 
     return f"no predictions of {', '.join(lacking)} on {cond!r} in this run"
 
 
+#: a model "learned" when its accuracy beats chance (1 / classes) by this many binomial standard errors
+#: (one-sided p < 0.01); a comparison with a model that did not learn says nothing and gets no verdict
+LEARNED_Z = 2.33
+
+
+def learned(acc: float, n: int, chance: float) -> bool:
+    """Whether an accuracy ``acc`` (fraction) on ``n`` items is above ``chance`` beyond sampling noise."""
+    if n <= 0 or not 0.0 < chance < 1.0:
+        return True  # nothing to judge by
+    return acc - chance > LEARNED_Z * math.sqrt(chance * (1.0 - chance) / n)
+
+
+def _at_chance(accs: Mapping[str, tuple[float, int]], chance: float | None) -> str:
+    """The note of a comparison whose models did not all learn (``accs``: name -> (accuracy, items)); "" if they did."""
+    if chance is None:
+        return ""
+    bad = [f"{m} {100 * a:.1f} % on {n} images" for m, (a, n) in accs.items() if not learned(a, n, chance)]
+    if not bad:
+        return ""
+    return (f"not above chance ({100 * chance:.1f} %): {', '.join(bad)}; a comparison with a model that did not "
+            "learn says nothing, so no verdict")  # fmt: skip
+
+
+def _clean_chance_note(correct: Mapping, names: Sequence[str | None], num_classes: int | None) -> str:
+    """:func:`_at_chance` on the clean images of ``names`` (those evaluated there)."""
+    accs = {m: (float(np.mean(correct[(m, "clean")])), len(correct[(m, "clean")])) for m in names
+            if m is not None and (m, "clean") in correct}  # fmt: skip
+    return _at_chance(accs, 1.0 / num_classes if num_classes else None)
+
+
 # ============================================================================= Tables 2, 3, 4: images
 def table2_claims(
     correct: Mapping[tuple[str, str], pd.Series],
@@ -209,6 +239,10 @@ def table2_claims(
             out.append(not_measured(claim, "Table 2", paper, _missing(label, name, main, condition, correct),
                                     paper_delta=pdelta, source=source, dataset=dataset))  # fmt: skip
             continue
+        dead = _clean_chance_note(correct, [main, name], num_classes)
+        if dead:
+            out.append(not_measured(claim, "Table 2", paper, dead, paper_delta=pdelta, source=source, dataset=dataset))
+            continue
         a, b = _aligned(correct[(main, condition)], correct[(name, condition)])
         note = f"{main} vs {name} on the same {len(a)} {condition} images; p: McNemar"
         v = compare_on_images(claim, "Table 2", paper, a, b, paper_delta=pdelta, n_boot=n_boot, seed=seed, note=note)
@@ -229,6 +263,7 @@ def table3_claims(
     ratios: Sequence[float] = (),
     kind: str = "rectangle",
     dataset: str = "",
+    num_classes: int | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     source: str = "",
@@ -252,8 +287,9 @@ def table3_claims(
             c_acc = f"ORSANet beats {label} under {pct} occlusion"
             c_drop = f"ORSANet degrades less than {label} from 0 to {pct} occlusion"
             keys = [(main, "clean"), (main, cond)] + ([(name, "clean"), (name, cond)] if name is not None else [])
-            if name is None or any(k not in correct for k in keys):
-                why = _missing(label, name, main, cond, correct)
+            dead = "" if name is None else _clean_chance_note(correct, [main, name], num_classes)
+            if name is None or any(k not in correct for k in keys) or dead:
+                why = dead or _missing(label, name, main, cond, correct)
                 out.append(not_measured(c_acc, "Table 3", p_acc, why, paper_delta=d_acc, source=source,
                                         dataset=dataset))  # fmt: skip
                 out.append(not_measured(c_drop, "Table 3", p_drop, why, paper_delta=d_drop, source=source,
@@ -288,6 +324,7 @@ def table4_claims(
     baselines: Mapping[str, str | None],
     *,
     dataset: str = "",
+    num_classes: int | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     source: str = "",
@@ -310,8 +347,9 @@ def table4_claims(
                 continue
             for j, cond in enumerate(by_col[col]):
                 claim = base_claim if j == 0 else f"{base_claim} [{cond}]"
-                if name is None or (main, cond) not in correct or (name, cond) not in correct:
-                    out.append(not_measured(claim, "Table 4", paper, _missing(label, name, main, cond, correct),
+                dead = "" if name is None else _clean_chance_note(correct, [main, name], num_classes)
+                if name is None or (main, cond) not in correct or (name, cond) not in correct or dead:
+                    out.append(not_measured(claim, "Table 4", paper, dead or _missing(label, name, main, cond, correct),
                                             paper_delta=pdelta, source=source, dataset=dataset))  # fmt: skip
                     continue
                 a, b = _aligned(correct[(main, cond)], correct[(name, cond)])
@@ -417,6 +455,7 @@ def table6_claims(
     source: str = "60_ablations",
     n_boot: int = 2000,
     seed: int = 0,
+    chance_guard: bool = True,
 ) -> list[Verdict]:
     """Table 6, "removing X hurts": the full model vs each ablation row of the paper, in every column (RAF-DB -> our
     clean images, RAF-DB (occlu) -> our real-occluded split, Occlu-FER -> not in the study; plus the study's
@@ -431,6 +470,8 @@ def table6_claims(
     Args:
         runs: ``orsalib.experiments.ablations.read_results`` / ``run_ablations`` (``variant``, ``seed``, the
             accuracies as fractions, ``per_image_path``); None or empty: every claim ``not measured``.
+        chance_guard: a claim whose full model or ablation is not above chance (1 / the classes seen) on the paired
+            images gets no verdict (:func:`learned`).
     """
     runs = runs if runs is not None else pd.DataFrame(columns=["variant", "seed"])
     f = runs[runs["variant"] == full] if "variant" in runs else runs.iloc[:0]
@@ -463,6 +504,15 @@ def table6_claims(
             have, pa, pb, lacking = _paired_items(store, f, g, _seeds_of(fa, fb), metric)
             if over.verdict == NOT_MEASURED or not have:
                 out.append(over if over.verdict == NOT_MEASURED else _with_note(over, _FALLBACK))
+                continue
+            both = {full: pd.concat(pa), variant: pd.concat(pb)}
+            labels = both[full]["label"] if "label" in both[full] else None
+            chance = 1.0 / labels.nunique() if labels is not None and labels.nunique() > 1 else None
+            dead = _at_chance({k: (float(v["correct"].mean()), len(v)) for k, v in both.items()},
+                              chance if chance_guard else None)  # fmt: skip
+            if dead:
+                out.append(not_measured(claim, "Table 6", paper, f"{metric}: {dead}", paper_delta=pdelta,
+                                        source=source, dataset=dataset))  # fmt: skip
                 continue
             n_img = "/".join(str(len(x)) for x in pa)
             note = (f"{metric}{cond}, last epoch: full vs {variant} on the same {n_img} images of seeds {have}, "
