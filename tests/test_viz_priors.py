@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
+from orsalib.experiments.prior_noise import QUICK_LEVELS
 from orsalib.viz import priors as vp
 from orsalib.viz import static
 
@@ -259,6 +260,6 @@ def test_notebook_smoke_run_writes_its_artefacts(number):
         assert figures == {"25_accuracy_vs_prior_quality"}
         assert {"25_prior_noise", "25_prior_noise_runs", "25_prior_noise_levels"} <= tables
         table = pd.read_csv(run_dir(run) / "tables" / "25_prior_noise.csv")
-        assert list(table["level"]) == ["oracle", "synth-detected", "both-0.1-0.25"]
+        assert list(table["level"]) == list(QUICK_LEVELS) == ["oracle", "jitter-0.2", "both-0.1-0.25"]
         assert "valid_occluded_acc_oracle_pct" in res and res["levels"] == 3 and res["seeds"] == 1
     assert {a["name"] for a in json.loads((run_dir(run) / "artefacts.json").read_text()).values()} >= figures | tables
