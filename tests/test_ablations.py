@@ -81,21 +81,26 @@ def test_summarise_fixed_frame():
         A.summarise(pd.DataFrame(columns=["variant", "seed"]))
 
 
-def test_run_ablations_resumable_with_stub_trainer(tmp_path):
+def _stub_study(tmp_path, n: int, n_valid: int, seed: int):
+    """A smoke config and prepared-data stand-in over ``n`` random 32-px images: 4 train, ``n_valid`` valid, the rest
+    valid_occluded (labels i % 7), for ablation runs with a stub trainer."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     rows = []
-    for i in range(12):
+    for i in range(n):
         p = tmp_path / f"{i}.png"
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
-        split = "train" if i < 4 else ("valid" if i < 8 else "valid_occluded")
+        split = "train" if i < 4 else ("valid" if i < 4 + n_valid else "valid_occluded")
         rows.append({"path": str(p), "label": i % 7, "label_name": "x", "split": split})
-    manifest = pd.DataFrame(rows)
     cfg = load_profile(
         "smoke", {"prior.source": "none", "data.image_size": 32, "model.name": "baseline_tiny"}, run_name="t_ablate"
     )
-    data = types.SimpleNamespace(manifest=manifest, loaders={}, prior_store=None, class_names=[])
+    return cfg, types.SimpleNamespace(manifest=pd.DataFrame(rows), loaders={}, prior_store=None, class_names=[])
+
+
+def test_run_ablations_resumable_with_stub_trainer(tmp_path):
+    cfg, data = _stub_study(tmp_path, n=12, n_valid=4, seed=0)
     calls = []
 
     def fake_train(vcfg, run_dir=None, data=None, model=None, resume=False):
@@ -139,22 +144,10 @@ def test_load_or_train_missing_and_eval_config(tmp_path, cfg):
 def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
     import json
 
-    from PIL import Image
-
     from orsalib.experiments import claims as C
     from orsalib.experiments.per_image import read_per_image
 
-    rng = np.random.default_rng(1)
-    rows = []
-    for i in range(14):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
-        split = "train" if i < 4 else ("valid" if i < 9 else "valid_occluded")
-        rows.append({"path": str(p), "label": i % 7, "label_name": "x", "split": split})
-    cfg = load_profile(
-        "smoke", {"prior.source": "none", "data.image_size": 32, "model.name": "baseline_tiny"}, run_name="t_ablate"
-    )
-    data = types.SimpleNamespace(manifest=pd.DataFrame(rows), loaders={}, prior_store=None, class_names=[])
+    cfg, data = _stub_study(tmp_path, n=14, n_valid=5, seed=1)
 
     def fake_train(vcfg, run_dir=None, data=None, model=None, resume=False):
         torch.manual_seed(vcfg.seed + 10 * int(vcfg.train.dare))

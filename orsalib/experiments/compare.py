@@ -98,7 +98,7 @@ def contenders(
         rcfg = ran_config(cfg)
         extra = region_loss_term(1.0, float(rcfg.model.extra.get("margin", 0.1)))
         out.append(Contender(rcfg.model.name, "ran", rcfg, base / "80_ran_train", criterion_extra=extra))
-    return [c for c in out if c.role in roles or c.role == "main"]
+    return out
 
 
 def load_contenders(
