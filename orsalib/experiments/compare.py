@@ -31,8 +31,9 @@ from ..engine.evaluate import SweepResult, build_conditions, evaluate_conditions
 from ..models import model_meta
 from ..paths import run_dir
 from .fer import FERData, prepare_fer_data
+from .parallel import plan_workers, run_tasks
 from .ran import ran_config, region_loss_term
-from .runs import baseline_config, load_or_train
+from .runs import baseline_config, load_or_train, train_status
 
 #: The model a user would pick instead of ORSANet, per profile (None: not part of that profile's comparison).
 ALTERNATIVE: dict[str, str | None] = {"smoke": "resnet18_cpu", "cpu": "resnet18_cpu", "paper": None}
@@ -101,20 +102,52 @@ def contenders(
     return out
 
 
+#: Roles in the order their trainings start when several run side by side (longest first; cpu profile, 2 cores:
+#: the oracle ORSANet ~250 s, resnet18 ~180 s, RAN ~170 s, the twin ~130 s).
+TRAIN_ORDER: tuple[str, ...] = ("main", "oracle", "alternative", "ran", "twin")
+
+
+def train_contender(cfg: RunConfig, run_dir: str, criterion_extra: Callable | None = None) -> str:
+    """Train (or finish) one contender in ``run_dir``; what a worker process runs. Returns the run's status."""
+    from .fer import train_fer
+    from .runs import train_status
+
+    train_fer(cfg, run_dir=Path(run_dir), resume=True, criterion_extra=criterion_extra)
+    return train_status(run_dir)
+
+
 def load_contenders(
     items: Sequence[Contender], data: FERData, *, which: str = "last", train_main: bool = False
 ) -> dict[str, Any]:
     """The trained model of every contender (``data`` is the first contender's prepared data, shared by every
     contender with the same prior source). A missing model is trained in its folder first; the main model only when
-    ``train_main`` (else a FileNotFoundError says to run notebook 40). Fills ``info``; returns ``{name: model}``."""
+    ``train_main`` (else a FileNotFoundError says to run notebook 40). Fills ``info``; returns ``{name: model}``.
+
+    When several models are missing and the device is a CPU with several cores, they are trained side by side in
+    worker processes (:mod:`orsalib.experiments.parallel`; ``ORSA_PARALLEL_RUNS=1`` trains one at a time)."""
     models: dict[str, Any] = {}
     own: dict[str, FERData] = {items[0].cfg.prior.source: data}
+    todo = [
+        c for c in items if (train_main or c.role != "main") and train_status(c.train_dir) in ("missing", "running")
+    ]
+    for c in todo:  # prior caches are built here, once, before any worker reads them
+        if c.cfg.prior.source not in own:
+            own[c.cfg.prior.source] = prepare_fer_data(c.cfg)
+    spent: dict[str, float] = {}
+    plan = plan_workers(len(todo), items[0].cfg.device)
+    if plan.workers > 1:
+        todo.sort(key=lambda c: TRAIN_ORDER.index(c.role) if c.role in TRAIN_ORDER else len(TRAIN_ORDER))
+        tasks = [(c.name, dict(cfg=c.cfg, run_dir=str(c.train_dir), criterion_extra=c.criterion_extra)) for c in todo]
+        for c, (_, seconds) in zip(todo, run_tasks(train_contender, tasks, plan=plan)):
+            spent[c.name] = seconds
     for c in items:
         src = c.cfg.prior.source
         if src not in own:
             own[src] = prepare_fer_data(c.cfg)
         model, _, info = load_or_train(c.cfg, c.train_dir, train_if_missing=train_main or c.role != "main",
                                        data=own[src], which=which, criterion_extra=c.criterion_extra)  # fmt: skip
+        if c.name in spent:
+            info.update(trained_here=True, minutes=round(spent[c.name] / 60, 2), parallel=plan.workers)
         c.info = {"model": c.name, "role": c.role, "priors": src if c.uses_priors else "none", **info}
         models[c.name] = model
     return models

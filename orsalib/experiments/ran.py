@@ -61,13 +61,23 @@ def ran_config(
     return apply_overrides(cfg, over)
 
 
+class RegionLossTerm:
+    """``extra(out, batch) -> (weight * region biased loss, "rb")`` for ``train_fer(criterion_extra=...)``; a class,
+    not a closure, so that a training can run in a worker process (:mod:`orsalib.experiments.parallel`)."""
+
+    def __init__(self, weight: float, margin: float) -> None:
+        self.weight, self.margin = float(weight), float(margin)
+
+    def __call__(self, out: Mapping[str, Any], batch: Mapping) -> tuple[torch.Tensor, str]:
+        return self.weight * region_biased_loss(out["alphas"], margin=self.margin), "rb"
+
+    def __repr__(self) -> str:
+        return f"RegionLossTerm(weight={self.weight}, margin={self.margin})"
+
+
 def region_loss_term(weight: float, margin: float) -> Callable[[Mapping[str, Any], Mapping], tuple[torch.Tensor, str]]:
     """``extra(out, batch) -> (weight * region biased loss, "rb")`` for ``train_fer(criterion_extra=...)``."""
-
-    def extra(out: Mapping[str, Any], batch: Mapping) -> tuple[torch.Tensor, str]:
-        return weight * region_biased_loss(out["alphas"], margin=margin), "rb"
-
-    return extra
+    return RegionLossTerm(weight, margin)
 
 
-__all__ = ["DEFAULT_RAN_MODEL", "ran_config", "region_loss_term", "released_ran_recipe"]
+__all__ = ["DEFAULT_RAN_MODEL", "RegionLossTerm", "ran_config", "region_loss_term", "released_ran_recipe"]

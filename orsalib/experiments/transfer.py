@@ -20,9 +20,11 @@ column), so that the claims pair them item by item (:func:`orsalib.experiments.c
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ from ..paper import table7_delta, table8_delta
 from ..paths import run_dir
 from ..utils import seed_everything
 from .claims import SCENE_LABELS
+from .parallel import plan_workers, run_tasks
 from .per_image import FILE as PER_IMAGE_FILE
 from .per_image import column_arrays, write_per_image
 
@@ -515,6 +518,68 @@ def _train_variant(
     return model, res, (time.perf_counter() - t0) / 60
 
 
+def _fit_completed(out: Path, epochs: int) -> bool:
+    """Whether the ``fit`` folder ``out`` holds a completed run of ``epochs`` epochs."""
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return summary.get("status") == "completed" and int(summary.get("epochs_completed", 0)) >= epochs
+
+
+def fit_transfer_run(
+    task: TransferTask, name: str, kw: Mapping[str, Any], seed: int, weight: float, dare_form: str,
+    dare_temperature: float, cfg: TrainConfig, out: str, device: str, resume: bool,
+) -> None:  # fmt: skip
+    """Train one (model, variant, seed) of :func:`run_dare_comparison` into ``out``; what a worker process runs
+    (:mod:`orsalib.experiments.parallel`). The caller reads the run back from disk."""
+    crit = TransferCriterion(weight, form=dare_form, temperature=dare_temperature)
+    test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False)
+    _train_variant(task, name, kw, seed, crit, cfg, Path(out), test_loader, device=device, num_workers=0,
+                   resume=resume)  # fmt: skip
+
+
+def comparison_jobs(
+    task: TransferTask,
+    models: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int],
+    cfg: TrainConfig,
+    run_name: str,
+    *,
+    dare_weight: float = 0.1,
+    dare_form: str = "released",
+    dare_temperature: float = 1.0,
+    device: str = "auto",
+    resume: bool = False,
+    tag: str = "",
+) -> list[tuple[str, dict[str, Any]]]:
+    """The runs :func:`run_dare_comparison` trains (``(label, fit_transfer_run kwargs)``), less those ``resume``
+    finds completed."""
+    base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
+    jobs = []
+    for name, kw in _model_specs(task, models).items():
+        for seed in seeds:
+            for variant, w in (("without", 0.0), ("with", float(dare_weight))):
+                out = base / name / f"{variant}_seed{seed}"
+                if resume and _fit_completed(out, cfg.epochs):
+                    continue
+                label = f"{task.name}{f' {tag}' if tag else ''} {name} {variant} DARE seed {seed}"
+                jobs.append((label, dict(task=task, name=name, kw=kw, seed=seed, weight=w, dare_form=dare_form,
+                                         dare_temperature=dare_temperature, cfg=cfg, out=str(out), device=device,
+                                         resume=resume)))  # fmt: skip
+    return jobs
+
+
+def train_side_by_side(jobs: Sequence[tuple[str, dict[str, Any]]], device: str = "auto") -> dict[str, float]:
+    """Train ``jobs`` (:func:`comparison_jobs`) in worker processes when the plan has several workers; returns
+    ``{run folder: seconds}`` of what was trained (empty: nothing was, the caller trains one at a time)."""
+    plan = plan_workers(len(jobs), device)
+    if plan.workers <= 1:
+        return {}
+    done = run_tasks(fit_transfer_run, jobs, plan=plan)
+    return {kw["out"]: seconds for (_, kw), (_, seconds) in zip(jobs, done)}
+
+
 def run_dare_comparison(
     task: TransferTask,
     models: Sequence[str] | Mapping[str, Mapping[str, Any]],
@@ -529,8 +594,12 @@ def run_dare_comparison(
     num_workers: int = 0,
     resume: bool = False,
     tag: str = "",
+    trained: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Train every model with and without DARELoss on ``task`` for each seed; one row per (model, variant, seed).
+
+    On a CPU with several cores the runs are trained side by side in worker processes first
+    (:func:`train_side_by_side`, :mod:`orsalib.experiments.parallel`) and then read back here.
 
     Args:
         task: from :func:`image_task` / :func:`hsi_task`.
@@ -542,6 +611,8 @@ def run_dare_comparison(
         device: "auto" | "cpu" | "cuda[:N]".
         resume: continue interrupted runs from their last checkpoint.
         tag: extra label of this task in the run folders and rows (e.g. "pixel").
+        trained: ``{run folder: seconds}`` of runs the caller already trained (:func:`train_side_by_side` over
+            several tasks at once, as :func:`run_table7` does); None: plan and train this task's runs here.
 
     Returns:
         a DataFrame with columns task, dataset, model, variant ("without"/"with"), seed, the LAST-epoch metrics
@@ -553,16 +624,22 @@ def run_dare_comparison(
     test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
                              num_workers=num_workers, pin_memory=torch.cuda.is_available())  # fmt: skip
     base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
+    specs = _model_specs(task, models)
+    if trained is None:  # not planned by the caller: train this task's missing runs side by side here
+        jobs = comparison_jobs(task, models, seeds, cfg, run_name, dare_weight=dare_weight, dare_form=dare_form,
+                               dare_temperature=dare_temperature, device=device, resume=resume, tag=tag)  # fmt: skip
+        trained = train_side_by_side(jobs, device)
     rows = []
-    for name, kw in _model_specs(task, models).items():
+    for name, kw in specs.items():
         for seed in seeds:
             for variant, w in variants:
                 crit = TransferCriterion(w, form=dare_form, temperature=dare_temperature)
                 out = base / name / f"{variant}_seed{seed}"
                 model, res, minutes = _train_variant(
                     task, name, kw, seed, crit, cfg, out, test_loader, device=device, num_workers=num_workers,
-                    resume=resume,
+                    resume=resume or str(out) in trained,
                 )  # fmt: skip
+                minutes = trained[str(out)] / 60 if str(out) in trained else minutes
                 row = dict(
                     task=task.name + (f" {tag}" if tag else ""), dataset=task.dataset_label, model=name,
                     family=model_family(name), variant=variant, seed=seed, dare_weight=w, epochs=cfg.epochs,
@@ -698,7 +775,7 @@ def run_table7(
     ``data_root`` "" = the semi-synthetic scenes; otherwise a folder holding every requested scene's files (a
     missing scene is an error, never a silent fallback). Returns (runs, class names per scene).
     """
-    frames, names = [], {}
+    planned = []
     for scene in scenes:
         for mode in modes:
             task = hsi_task(scene, mode, data_root or None, profile, num_bands=num_bands, max_test=max_test)
@@ -708,18 +785,14 @@ def run_table7(
                 f"{task.info['n_test']} test pixels; {cfg.epochs} epochs",
                 flush=True,
             )
-            frames.append(
-                run_dare_comparison(
-                    task,
-                    list(task.model_kwargs),
-                    seeds,
-                    cfg,
-                    run_name,
-                    tag=mode,
-                    dare_weight=dare_weight,
-                    dare_form=dare_form,
-                    device=device,
-                )
-            )
-            names[scene] = task.class_names
+            planned.append((scene, mode, task, cfg))
+    kw: dict[str, Any] = dict(dare_weight=dare_weight, dare_form=dare_form, device=device)
+    jobs = [j for _, mode, task, cfg in planned
+            for j in comparison_jobs(task, list(task.model_kwargs), seeds, cfg, run_name, tag=mode, **kw)]  # fmt: skip
+    trained = train_side_by_side(jobs, device)  # one pool for every scene and mode
+    frames, names = [], {}
+    for scene, mode, task, cfg in planned:
+        frames.append(run_dare_comparison(task, list(task.model_kwargs), seeds, cfg, run_name, tag=mode,
+                                          trained=trained, **kw))  # fmt: skip
+        names[scene] = task.class_names
     return pd.concat(frames, ignore_index=True), names

@@ -1,0 +1,174 @@
+"""Independent trainings side by side on a CPU machine: one process per training, the cores split between them.
+
+Why: the workbook's CPU-sized models keep two intra-op threads only partly busy (small feature maps, many small
+operations, Python between them), so two trainings with one thread each finish sooner than the same two one after
+the other with two threads each. Measured on the 2-core machine (docs/speed.md, ``benchmarks/parallel_runs.py``):
+two ``orsanet_cpu`` trainings 1.25x, two SpectralFormer trainings 1.6x, two ``resnet18_cpu`` 1.07x.
+
+Policy (:func:`plan_workers`): on a CUDA device, one training at a time (they share the device); on a CPU, as many
+workers as there are trainings and physical cores (the thread policy's count, :mod:`orsalib.threads`), each with
+``cores // workers`` threads. ``ORSA_PARALLEL_RUNS=<n>`` sets the number of workers (``1`` = one at a time, in the
+calling process). A training's numbers depend on its thread count only in the last bits (summation order): on one
+machine the plan, and so every result, is the same from run to run.
+
+Every task writes its run folder itself (atomically, as every training does) and returns a small picklable value;
+the caller then loads the finished runs from disk as if it had trained them. A task that fails raises its own
+exception here, with a note naming the task; tasks not started yet are cancelled, finished ones stay on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+#: Environment variable: the number of trainings run side by side (1 = one at a time).
+ENV_WORKERS = "ORSA_PARALLEL_RUNS"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many trainings run at once and how many intra-op threads each gets."""
+
+    workers: int
+    threads: int
+    reason: str
+
+
+def plan_workers(n_tasks: int, device: Any = "auto", env: Mapping[str, str] | None = None) -> WorkerPlan:
+    """The :class:`WorkerPlan` for ``n_tasks`` independent trainings on ``device`` (module docstring).
+
+    Raises:
+        ValueError: ``ORSA_PARALLEL_RUNS`` is not a whole number >= 1.
+    """
+    from ..threads import thread_plan
+
+    env = os.environ if env is None else env
+    plan = thread_plan(env)
+    cores = max(1, plan.intra_op)
+    raw = env.get(ENV_WORKERS, "").strip()
+    if raw:
+        try:
+            want = int(raw)
+        except ValueError:
+            want = 0
+        if want < 1:
+            raise ValueError(f"{ENV_WORKERS}={raw!r} is not allowed; it must be a whole number >= 1 (1: one at a time)")
+        n = max(1, min(want, n_tasks))
+        return WorkerPlan(n, max(1, cores // n), f"{ENV_WORKERS}={want}")
+    kind = str(getattr(device, "type", device)).split(":")[0]
+    if kind == "auto":
+        import torch
+
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind != "cpu":
+        return WorkerPlan(1, cores, f"device {kind}: one training at a time")
+    n = max(1, min(n_tasks, cores))
+    return WorkerPlan(n, max(1, cores // n), f"{cores} cores")
+
+
+def _init_worker(threads: int) -> None:
+    """Worker start: ``threads`` intra-op threads (environment too, for its own subprocesses), no progress bars."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    os.environ["TQDM_DISABLE"] = "1"  # two interleaved bars on one terminal help nobody; each run logs its epochs
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Spawned workers do not import the caller's ``__main__``: a script without an ``if __name__ == "__main__"``
+    guard would otherwise run again in every worker. The tasks' functions live in importable modules."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__spec__ = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+            if "__spec__" not in saved:
+                main.__dict__.pop("__spec__", None)
+
+
+def _timed(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(**kwargs)
+    return out, time.perf_counter() - t0
+
+
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    plan: WorkerPlan | None = None,
+    device: Any = "auto",
+    log: Callable[[str], None] | None = print,
+) -> list[tuple[Any, float]]:
+    """``fn(**kwargs)`` for every ``(label, kwargs)`` of ``tasks``; returns ``[(result, seconds)]`` in task order.
+
+    ``fn`` must be a module-level function and ``kwargs``/results picklable (they cross process boundaries). With one
+    worker the tasks run here, in order. Put the longest tasks first: workers take them in order.
+
+    Raises:
+        the first failing task's own exception (with a note naming it); ``RuntimeError`` if a worker process died
+        (killed, out of memory) naming the tasks that were running.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    plan = plan or plan_workers(len(tasks), device)
+    say = log or (lambda _msg: None)
+    if plan.workers <= 1:
+        results = []
+        for label, kw in tasks:
+            try:
+                results.append(_timed(fn, kw))
+            except Exception as e:
+                e.add_note(f"while running {label}")
+                raise
+        return results
+    say(f"training {len(tasks)} runs, {plan.workers} at a time, {plan.threads} thread(s) each ({plan.reason}): "
+        + ", ".join(label for label, _ in tasks))  # fmt: skip
+    out: dict[int, tuple[Any, float]] = {}
+    t0 = time.perf_counter()
+    ctx = get_context("spawn")  # never fork a process that holds OpenMP / torch threads
+    with (
+        _main_module_hidden(),
+        ProcessPoolExecutor(plan.workers, mp_context=ctx, initializer=_init_worker, initargs=(plan.threads,)) as pool,
+    ):
+        futures: dict[Future, int] = {pool.submit(_timed, fn, kw): i for i, (_, kw) in enumerate(tasks)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                i = futures[f]
+                label = tasks[i][0]
+                exc = f.exception()
+                if exc is not None:
+                    for p in pending:
+                        p.cancel()
+                    if isinstance(exc, BrokenProcessPool):
+                        running = [tasks[futures[p]][0] for p in pending | done if not p.cancelled()]
+                        raise RuntimeError(
+                            f"a worker process died while training {', '.join(running) or label} (killed or out of "
+                            f"memory?); finished runs are on disk. Set {ENV_WORKERS}=1 to train one at a time"
+                        ) from exc
+                    exc.add_note(f"while training {label} in a worker process")
+                    raise exc
+                out[i] = f.result()
+                say(f"  {label}: done in {out[i][1] / 60:.1f} min ({time.perf_counter() - t0:.0f} s since the start)")
+    return [out[i] for i in range(len(tasks))]
+
+
+__all__ = ["ENV_WORKERS", "WorkerPlan", "plan_workers", "run_tasks"]
