@@ -106,12 +106,12 @@ def read_results(out_dir: str | Path) -> pd.DataFrame:
 
 
 #: the cpu profile's quick budget for the Table 6 study (it must fit the whole cpu suite on 2 cores): orsanet_tiny with
-#: oracle priors on the profile's SynthFER build (its caches are reused), 6 epochs of 50 batches (9,600 faces), one
-#: seed, paired on the 700 images of each column. The full model learns there (83 % clean at seed 0, 50 s per
-#: training); with the profile's detected priors orsanet_tiny stays at chance at any budget that fits (17 %), and on
+#: oracle priors on the profile's SynthFER build (its caches are reused), 5 epochs of 50 batches (8,000 faces), one
+#: seed, paired on the 700 images of each column. The full model learns there (6 epochs: 83 % clean at seed 0, 50 s
+#: per training); with the profile's detected priors orsanet_tiny stays at chance at any budget that fits (17 %), and on
 #: 50 faces per class (the earlier budget) every variant did (15-21 %).
 CPU_STUDY_BUDGET: dict[str, Any] = {
-    "model.name": "orsanet_tiny", "train.epochs": 6, "train.max_steps_per_epoch": 50, "train.lr": 4e-3,
+    "model.name": "orsanet_tiny", "train.epochs": 5, "train.max_steps_per_epoch": 50, "train.lr": 4e-3,
     "train.lsce_warmup_epochs": 1, "prior.source": "oracle", "n_seeds": 1,
 }  # fmt: skip
 
@@ -120,17 +120,16 @@ CPU_STUDY_BUDGET: dict[str, Any] = {
 #: a paired difference of about 2 points is detectable on images x seeds. cpu: 300 faces per class -> 2,100 images
 #: per column and seed, 3 seeds -> 6,300 images x seeds per claim: MDE 1.4 points if full model and ablation disagree
 #: on 15 % of the images, 1.9 at 30 % (:func:`orsalib.experiments.verdicts.planned_mde_points`); 18 runs of
-#: ``orsanet_cpu`` (2,800 faces, 8 epochs), about 1.8 hours on 2 CPU cores (:data:`STUDY_MINUTES`).
+#: ``orsanet_cpu`` (2,800 faces, 7 epochs), about 1.6 hours on 2 CPU cores (:data:`STUDY_MINUTES`).
 STUDY: dict[str, dict[str, Any]] = {
     "smoke": {"n_seeds": 2},
     "cpu": {"n_seeds": 3, "data.val_per_class": 300},
     "paper": {"n_seeds": 3},
 }
-#: the expected minutes of ``study=True`` on 2 CPU cores (cpu profile), scaled from the quick run's: its 12 trainings
-#: of ``orsanet_tiny`` (350 faces x 6 epochs) took 14 s each, 4.2 minutes for the notebook; the study's 18 are notebook
-#: 40's training (``orsanet_cpu``, 2,800 faces x 8 epochs: 5.6 minutes, about 5 without its per-epoch evaluation),
-#: plus the evaluation of 6,300 images per run (~25 s) and a new SynthFER build with its prior detectors (~5 minutes)
-STUDY_MINUTES: dict[str, float] = {"cpu": 110.0}
+#: the expected minutes of ``study=True`` on 2 CPU cores (cpu profile), scaled from notebook 40's training
+#: (``orsanet_cpu``, 2,800 faces x 8 epochs: 4.6 minutes, so about 4 at the profile's 7 epochs): 18 such trainings, plus
+#: the evaluation of 6,300 images per run (~25 s) and a new SynthFER build with its prior detectors (~5 minutes)
+STUDY_MINUTES: dict[str, float] = {"cpu": 95.0}
 
 
 def study_config(
