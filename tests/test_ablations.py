@@ -193,7 +193,7 @@ def test_study_config_quick_and_powered():
     assert cfg.train.eval_every == 5 and seeds == [0]
     cfg, seeds = A.study_config("cpu", study=True, seed=5, run_name="t_study")
     assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
-        "orsanet_cpu", 7, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip
+        "orsanet_cpu", 8, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip
     assert cfg.train.eval_every == cfg.train.epochs and seeds == [5, 6, 7]
     _, seeds = A.study_config("cpu", study=True, n_seeds=2, run_name="t_study")
     assert seeds == [0, 1]  # an explicit number of seeds wins
@@ -207,7 +207,7 @@ def test_study_plan_and_folders(tmp_path):
     assert A.ablations_dir("r_study").name == "ablations" and A.ablations_dir("r_study", True).name == "ablations_study"
     plan = A.study_plan("cpu", run_name="t_study")
     assert plan["n_study"] == 300 * 7 * 3 and plan["seeds"] == 3 and plan["minutes"] == A.STUDY_MINUTES["cpu"]
-    assert plan["settings"].startswith("orsanet_cpu, 400 training / 300 validation faces per class, 7 epochs, 3 seeds")
+    assert plan["settings"].startswith("orsanet_cpu, 400 training / 300 validation faces per class, 8 epochs, 3 seeds")
     other = A.study_plan("cpu", dataset="fer2013", data_root=str(tmp_path), items_per_seed=500, run_name="t_study",
                          prior_source="none")  # fmt: skip
     assert other["n_study"] == 1500 and "faces per class" not in other["settings"]

@@ -33,9 +33,10 @@ from ..paper import TABLE6 as PAPER
 from ..paths import run_dir as _run_dir
 from ..utils import append_jsonl, read_jsonl, seed_everything
 from .fer import FERData, build_fer_model, prepare_fer_data, train_fer
+from .parallel import plan_workers, run_tasks
 from .per_image import FILE as PER_IMAGE_FILE
 from .per_image import column_arrays, condition_ids, write_per_image
-from .runs import eval_config
+from .runs import eval_config, train_run
 
 #: Table 6 rows as config overrides (dotted keys of :class:`orsalib.config.RunConfig`).
 TABLE6_VARIANTS: dict[str, dict[str, Any]] = {
@@ -120,16 +121,16 @@ CPU_STUDY_BUDGET: dict[str, Any] = {
 #: a paired difference of about 2 points is detectable on images x seeds. cpu: 300 faces per class -> 2,100 images
 #: per column and seed, 3 seeds -> 6,300 images x seeds per claim: MDE 1.4 points if full model and ablation disagree
 #: on 15 % of the images, 1.9 at 30 % (:func:`orsalib.experiments.verdicts.planned_mde_points`); 18 runs of
-#: ``orsanet_cpu`` (2,800 faces, 7 epochs), about 1.6 hours on 2 CPU cores (:data:`STUDY_MINUTES`).
+#: ``orsanet_cpu`` (2,800 faces, 8 epochs), under 2 hours on 2 CPU cores (:data:`STUDY_MINUTES`).
 STUDY: dict[str, dict[str, Any]] = {
     "smoke": {"n_seeds": 2},
     "cpu": {"n_seeds": 3, "data.val_per_class": 300},
     "paper": {"n_seeds": 3},
 }
 #: the expected minutes of ``study=True`` on 2 CPU cores (cpu profile), scaled from notebook 40's training
-#: (``orsanet_cpu``, 2,800 faces x 8 epochs: 4.6 minutes, so about 4 at the profile's 7 epochs): 18 such trainings, plus
+#: (``orsanet_cpu``, 2,800 faces x 8 epochs: 4.6 minutes): 18 such trainings, plus
 #: the evaluation of 6,300 images per run (~25 s) and a new SynthFER build with its prior detectors (~5 minutes)
-STUDY_MINUTES: dict[str, float] = {"cpu": 95.0}
+STUDY_MINUTES: dict[str, float] = {"cpu": 100.0}
 
 
 def study_config(
@@ -320,14 +321,21 @@ def run_ablations(
         data.manifest, cfg, ratios=(0.0, occlusion_ratio), kinds=(occlusion_kind,), seed=occlusion_seed,
         real=True, data=data, device=cfg.device,
     )  # fmt: skip
+    side: dict[tuple[str, int], float] = {}  # pairs trained side by side in worker processes -> seconds
+    plan = plan_workers(len(todo), cfg.device)
+    if train_fn is None and plan.workers > 1:
+        jobs = [(f"{name} seed {seed}", dict(cfg=variant_config(cfg, variants[name], seed=seed),
+                                             run_dir=str(out / slug(name) / f"seed{seed}"))) for name, seed in todo]
+        side = {pair: s for pair, (_, s) in zip(todo, run_tasks(train_run, jobs, plan=plan))}
     for name, seed in tqdm(todo, desc="ablations", disable=not progress):
         vcfg = variant_config(cfg, variants[name], seed=seed)
         seed_everything(seed)
         model = build_fer_model(vcfg)
         t0 = time.perf_counter()
-        # resume=True: a pair interrupted mid-training continues from its last checkpoint
+        # resume=True: a pair interrupted mid-training continues from its last checkpoint (one trained side by side
+        # is complete: its weights are loaded)
         res = train(vcfg, run_dir=out / slug(name) / f"seed{seed}", data=data, model=model, resume=True)
-        train_s = time.perf_counter() - t0
+        train_s = side.get((name, seed), time.perf_counter() - t0)
         long, preds = evaluate_conditions({name: model}, conditions, vcfg.data.num_classes, device=vcfg.device,
                                           n_boot=n_boot, seed=occlusion_seed, by_occluder=False)  # fmt: skip
         rel = f"{slug(name)}/seed{seed}/{PER_IMAGE_FILE}"

@@ -33,7 +33,7 @@ from ..paths import run_dir
 from .fer import FERData, prepare_fer_data
 from .parallel import plan_workers, run_tasks
 from .ran import ran_config, region_loss_term
-from .runs import baseline_config, load_or_train, train_status
+from .runs import baseline_config, load_or_train, train_run, train_status
 
 #: The model a user would pick instead of ORSANet, per profile (None: not part of that profile's comparison).
 ALTERNATIVE: dict[str, str | None] = {"smoke": "resnet18_cpu", "cpu": "resnet18_cpu", "paper": None}
@@ -107,15 +107,6 @@ def contenders(
 TRAIN_ORDER: tuple[str, ...] = ("main", "oracle", "alternative", "ran", "twin")
 
 
-def train_contender(cfg: RunConfig, run_dir: str, criterion_extra: Callable | None = None) -> str:
-    """Train (or finish) one contender in ``run_dir``; what a worker process runs. Returns the run's status."""
-    from .fer import train_fer
-    from .runs import train_status
-
-    train_fer(cfg, run_dir=Path(run_dir), resume=True, criterion_extra=criterion_extra)
-    return train_status(run_dir)
-
-
 def load_contenders(
     items: Sequence[Contender], data: FERData, *, which: str = "last", train_main: bool = False
 ) -> dict[str, Any]:
@@ -138,7 +129,7 @@ def load_contenders(
     if plan.workers > 1:
         todo.sort(key=lambda c: TRAIN_ORDER.index(c.role) if c.role in TRAIN_ORDER else len(TRAIN_ORDER))
         tasks = [(c.name, dict(cfg=c.cfg, run_dir=str(c.train_dir), criterion_extra=c.criterion_extra)) for c in todo]
-        for c, (_, seconds) in zip(todo, run_tasks(train_contender, tasks, plan=plan)):
+        for c, (_, seconds) in zip(todo, run_tasks(train_run, tasks, plan=plan)):
             spent[c.name] = seconds
     for c in items:
         src = c.cfg.prior.source

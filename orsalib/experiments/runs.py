@@ -184,6 +184,13 @@ def load_or_train(
     return model, run_cfg, info
 
 
+def train_run(cfg: RunConfig, run_dir: str | Path, criterion_extra: Callable | None = None) -> str:
+    """Train (or finish, resumable) the ``train_fer`` run of ``cfg`` in ``run_dir``; returns its status. What a worker
+    process runs (:mod:`orsalib.experiments.parallel`); the caller loads the run from disk afterwards."""
+    train_fer(cfg, run_dir=Path(run_dir), resume=True, criterion_extra=criterion_extra)
+    return train_status(run_dir)
+
+
 def baseline_config(cfg: RunConfig) -> RunConfig:
     """``cfg`` with the model replaced by its backbone-only baseline (registry metadata ``baseline_of``)."""
     return apply_overrides(cfg, {"model.name": baseline_for(cfg.model.name)})
@@ -235,5 +242,6 @@ __all__ = [
     "load_trained",
     "reuse_or_train",
     "same_run",
+    "train_run",
     "train_status",
 ]
