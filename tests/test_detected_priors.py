@@ -273,7 +273,7 @@ def test_prior_noise_study_config():
     assert names == list(pn.QUICK_LEVELS) and seeds == [0] and cfg.train.eval_every == cfg.train.epochs
     assert pn.has_ground_truth(cfg) and cfg.model.prior_routing == "paper"
     quick, _, seeds = pn.study_config("cpu", seed=3)
-    assert quick.model.name == "orsanet_tiny" and quick.train.epochs == 6 and seeds == [3]
+    assert quick.model.name == "orsanet_tiny" and quick.train.epochs == 8 and seeds == [3]
     full, names, seeds = pn.study_config("cpu", study=True)
     profile = load_profile("cpu")
     assert names == list(pn.PRIOR_NOISE_LEVELS) and seeds == [0, 1, 2]
