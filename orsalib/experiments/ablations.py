@@ -33,7 +33,7 @@ from ..paper import TABLE6 as PAPER
 from ..paths import run_dir as _run_dir
 from ..utils import append_jsonl, read_jsonl, seed_everything
 from .fer import FERData, build_fer_model, prepare_fer_data, train_fer
-from .parallel import plan_workers, run_tasks
+from .parallel import side_by_side
 from .per_image import FILE as PER_IMAGE_FILE
 from .per_image import column_arrays, condition_ids, write_per_image
 from .runs import eval_config, train_run
@@ -322,11 +322,10 @@ def run_ablations(
         real=True, data=data, device=cfg.device,
     )  # fmt: skip
     side: dict[tuple[str, int], float] = {}  # pairs trained side by side in worker processes -> seconds
-    plan = plan_workers(len(todo), cfg.device)
-    if train_fn is None and plan.workers > 1:
+    if train_fn is None:
         jobs = [(f"{name} seed {seed}", dict(cfg=variant_config(cfg, variants[name], seed=seed),
                                              run_dir=str(out / slug(name) / f"seed{seed}"))) for name, seed in todo]
-        side = {pair: s for pair, (_, s) in zip(todo, run_tasks(train_run, jobs, plan=plan))}
+        side = dict(zip(todo, side_by_side(train_run, jobs, cfg.device)[1]))
     for name, seed in tqdm(todo, desc="ablations", disable=not progress):
         vcfg = variant_config(cfg, variants[name], seed=seed)
         seed_everything(seed)

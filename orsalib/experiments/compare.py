@@ -31,7 +31,7 @@ from ..engine.evaluate import SweepResult, build_conditions, evaluate_conditions
 from ..models import model_meta
 from ..paths import run_dir
 from .fer import FERData, prepare_fer_data
-from .parallel import plan_workers, run_tasks
+from .parallel import side_by_side
 from .ran import ran_config, region_loss_term
 from .runs import baseline_config, load_or_train, train_run, train_status
 
@@ -124,13 +124,10 @@ def load_contenders(
     for c in todo:  # prior caches are built here, once, before any worker reads them
         if c.cfg.prior.source not in own:
             own[c.cfg.prior.source] = prepare_fer_data(c.cfg)
-    spent: dict[str, float] = {}
-    plan = plan_workers(len(todo), items[0].cfg.device)
-    if plan.workers > 1:
-        todo.sort(key=lambda c: TRAIN_ORDER.index(c.role) if c.role in TRAIN_ORDER else len(TRAIN_ORDER))
-        tasks = [(c.name, dict(cfg=c.cfg, run_dir=str(c.train_dir), criterion_extra=c.criterion_extra)) for c in todo]
-        for c, (_, seconds) in zip(todo, run_tasks(train_run, tasks, plan=plan)):
-            spent[c.name] = seconds
+    todo.sort(key=lambda c: TRAIN_ORDER.index(c.role) if c.role in TRAIN_ORDER else len(TRAIN_ORDER))
+    tasks = [(c.name, dict(cfg=c.cfg, run_dir=str(c.train_dir), criterion_extra=c.criterion_extra)) for c in todo]
+    plan, seconds = side_by_side(train_run, tasks, items[0].cfg.device)
+    spent = {c.name: s for c, s in zip(todo, seconds)}
     for c in items:
         src = c.cfg.prior.source
         if src not in own:

@@ -171,4 +171,16 @@ def run_tasks(
     return [out[i] for i in range(len(tasks))]
 
 
-__all__ = ["ENV_WORKERS", "WorkerPlan", "plan_workers", "run_tasks"]
+def side_by_side(
+    fn: Callable[..., Any], tasks: Sequence[tuple[str, Mapping[str, Any]]], device: Any = "auto"
+) -> tuple[WorkerPlan, list[float]]:
+    """:func:`run_tasks` in worker processes when the plan for ``tasks`` has several workers; returns the plan and
+    each task's seconds, in task order (empty with one worker: the caller then trains them itself, in its own process
+    and with its own prepared data)."""
+    plan = plan_workers(len(tasks), device)
+    if plan.workers <= 1:
+        return plan, []
+    return plan, [seconds for _, seconds in run_tasks(fn, tasks, plan=plan)]
+
+
+__all__ = ["ENV_WORKERS", "WorkerPlan", "plan_workers", "run_tasks", "side_by_side"]

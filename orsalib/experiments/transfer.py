@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from ..paper import table7_delta, table8_delta
 from ..paths import run_dir
 from ..utils import seed_everything
 from .claims import SCENE_LABELS
-from .parallel import plan_workers, run_tasks
+from .parallel import side_by_side
 from .per_image import FILE as PER_IMAGE_FILE
 from .per_image import column_arrays, write_per_image
 
@@ -539,6 +539,23 @@ def fit_transfer_run(
                    resume=resume)  # fmt: skip
 
 
+def _comparison_runs(
+    task: TransferTask,
+    models: Sequence[str] | Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int],
+    run_name: str,
+    dare_weight: float,
+    tag: str,
+) -> Iterator[tuple[str, dict, int, str, float, Path]]:
+    """``(model, overrides, seed, variant, DARE weight, run folder)`` of every run of :func:`run_dare_comparison`,
+    in its order: model, seed, then without / with DARELoss."""
+    base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
+    for name, kw in _model_specs(task, models).items():
+        for seed in seeds:
+            for variant, w in (("without", 0.0), ("with", float(dare_weight))):
+                yield name, kw, seed, variant, w, base / name / f"{variant}_seed{seed}"
+
+
 def comparison_jobs(
     task: TransferTask,
     models: Sequence[str] | Mapping[str, Mapping[str, Any]],
@@ -555,29 +572,22 @@ def comparison_jobs(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The runs :func:`run_dare_comparison` trains (``(label, fit_transfer_run kwargs)``), less those ``resume``
     finds completed."""
-    base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
     jobs = []
-    for name, kw in _model_specs(task, models).items():
-        for seed in seeds:
-            for variant, w in (("without", 0.0), ("with", float(dare_weight))):
-                out = base / name / f"{variant}_seed{seed}"
-                if resume and _fit_completed(out, cfg.epochs):
-                    continue
-                label = f"{task.name}{f' {tag}' if tag else ''} {name} {variant} DARE seed {seed}"
-                jobs.append((label, dict(task=task, name=name, kw=kw, seed=seed, weight=w, dare_form=dare_form,
-                                         dare_temperature=dare_temperature, cfg=cfg, out=str(out), device=device,
-                                         resume=resume)))  # fmt: skip
+    for name, kw, seed, variant, w, out in _comparison_runs(task, models, seeds, run_name, dare_weight, tag):
+        if resume and _fit_completed(out, cfg.epochs):
+            continue
+        label = f"{task.name}{f' {tag}' if tag else ''} {name} {variant} DARE seed {seed}"
+        jobs.append((label, dict(task=task, name=name, kw=kw, seed=seed, weight=w, dare_form=dare_form,
+                                 dare_temperature=dare_temperature, cfg=cfg, out=str(out), device=device,
+                                 resume=resume)))  # fmt: skip
     return jobs
 
 
 def train_side_by_side(jobs: Sequence[tuple[str, dict[str, Any]]], device: str = "auto") -> dict[str, float]:
     """Train ``jobs`` (:func:`comparison_jobs`) in worker processes when the plan has several workers; returns
     ``{run folder: seconds}`` of what was trained (empty: nothing was, the caller trains one at a time)."""
-    plan = plan_workers(len(jobs), device)
-    if plan.workers <= 1:
-        return {}
-    done = run_tasks(fit_transfer_run, jobs, plan=plan)
-    return {kw["out"]: seconds for (_, kw), (_, seconds) in zip(jobs, done)}
+    _, seconds = side_by_side(fit_transfer_run, jobs, device)
+    return {kw["out"]: s for (_, kw), s in zip(jobs, seconds)}
 
 
 def run_dare_comparison(
@@ -620,38 +630,32 @@ def run_dare_comparison(
         per_image (the path of the run's per-item predictions on the test set, the same items for every run), n_test
         (items evaluated) and n_test_all (test items of the dataset before any cap).
     """
-    variants = [("without", 0.0), ("with", float(dare_weight))]
     test_loader = DataLoader(task.test_ds, batch_size=max(cfg.batch_size, 128), shuffle=False,
                              num_workers=num_workers, pin_memory=torch.cuda.is_available())  # fmt: skip
-    base = run_dir(run_name) / "transfer" / (task.name + (f"_{tag}" if tag else ""))
-    specs = _model_specs(task, models)
     if trained is None:  # not planned by the caller: train this task's missing runs side by side here
         jobs = comparison_jobs(task, models, seeds, cfg, run_name, dare_weight=dare_weight, dare_form=dare_form,
                                dare_temperature=dare_temperature, device=device, resume=resume, tag=tag)  # fmt: skip
         trained = train_side_by_side(jobs, device)
     rows = []
-    for name, kw in specs.items():
-        for seed in seeds:
-            for variant, w in variants:
-                crit = TransferCriterion(w, form=dare_form, temperature=dare_temperature)
-                out = base / name / f"{variant}_seed{seed}"
-                model, res, minutes = _train_variant(
-                    task, name, kw, seed, crit, cfg, out, test_loader, device=device, num_workers=num_workers,
-                    resume=resume or str(out) in trained,
-                )  # fmt: skip
-                minutes = trained[str(out)] / 60 if str(out) in trained else minutes
-                row = dict(
-                    task=task.name + (f" {tag}" if tag else ""), dataset=task.dataset_label, model=name,
-                    family=model_family(name), variant=variant, seed=seed, dare_weight=w, epochs=cfg.epochs,
-                    last_epoch=res.last["epoch"], best_epoch=res.best_epoch,
-                )  # fmt: skip
-                pr = predict(model, test_loader, device)  # the last epoch's prediction of every test item
-                row.update(_last_metrics(task, res.last, pr))
-                row.update(_best_metrics(task, res.best))
-                row["minutes"] = minutes
-                row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
-                row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
-                rows.append(row)
+    for name, kw, seed, variant, w, out in _comparison_runs(task, models, seeds, run_name, dare_weight, tag):
+        crit = TransferCriterion(w, form=dare_form, temperature=dare_temperature)
+        model, res, minutes = _train_variant(
+            task, name, kw, seed, crit, cfg, out, test_loader, device=device, num_workers=num_workers,
+            resume=resume or str(out) in trained,
+        )  # fmt: skip
+        minutes = trained[str(out)] / 60 if str(out) in trained else minutes
+        row = dict(
+            task=task.name + (f" {tag}" if tag else ""), dataset=task.dataset_label, model=name,
+            family=model_family(name), variant=variant, seed=seed, dare_weight=w, epochs=cfg.epochs,
+            last_epoch=res.last["epoch"], best_epoch=res.best_epoch,
+        )  # fmt: skip
+        pr = predict(model, test_loader, device)  # the last epoch's prediction of every test item
+        row.update(_last_metrics(task, res.last, pr))
+        row.update(_best_metrics(task, res.best))
+        row["minutes"] = minutes
+        row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
+        row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
