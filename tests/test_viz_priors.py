@@ -1,10 +1,9 @@
-"""Prior figures (orsalib.viz.priors): each builder returns a Figure with the expected traces on tiny inputs, renders
-to a static PNG, uses the workbook's one LaPa palette; the figure functions left orsalib.priors.quality for good;
+"""Prior figures (orsalib.viz.priors): each builder returns a Figure with the expected traces on tiny inputs, draws
+(plotly's PNG export), uses the workbook's one LaPa palette; the figure functions left orsalib.priors.quality for good;
 notebooks 20 and 25 write what they promise at the smoke profile."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import nbformat
@@ -12,19 +11,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from _figures import ink as _ink
 from PIL import Image
 
 from orsalib.experiments.prior_noise import QUICK_LEVELS
 from orsalib.viz import priors as vp
-from orsalib.viz import static
 
 MOVED = ("colorize_parsing", "overlay_figure", "prior_browser", "quality_figure", "store_overlay")
-
-
-def _ink(fig: go.Figure) -> float:
-    png = static.render_png(fig, scale=1.0)
-    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
-    return float((np.abs(a - 255).sum(-1) > 30).mean())
 
 
 def _traces(fig: go.Figure, kind: type) -> list:

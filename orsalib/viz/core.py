@@ -4,14 +4,15 @@ Figure functions return ``plotly.graph_objects.Figure`` and follow the conventio
 (accuracy in %, whole-number epochs, best epoch marked, chance and majority lines, error bars only with >= 2 seeds).
 
 ``save_figure`` writes ``figures/<name>.html`` (``include_plotlyjs="directory"``: one ``plotly.min.js`` beside the
-figures, works offline) and ``figures/<name>.png`` (the static copy drawn by :mod:`orsalib.viz.static`; no kaleido,
-no browser). ``save_table`` writes CSV + JSON. Both register the artefact with a one-line caption in
-``outputs/<run_name>/artefacts.json``, from which :func:`orsalib.viz.index.write_run_index` builds ``index.html``.
-Names follow ``NN_<what>`` where ``NN`` is the number of the notebook that writes them.
+figures, works offline) and ``figures/<name>.png``, the static copy plotly writes itself (:mod:`orsalib.viz.export`;
+skipped where plotly has no browser to draw with). ``save_table`` writes CSV + JSON. Both register the artefact with
+a one-line caption in ``outputs/<run_name>/artefacts.json``, from which :func:`orsalib.viz.index.write_run_index`
+builds ``index.html``. Names follow ``NN_<what>`` where ``NN`` is the number of the notebook that writes them.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from plotly.offline import get_plotlyjs
 
 from ..paths import run_dir as _run_dir
 from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .static import cached_png
+from .export import static_image
 from .style import (
     epoch_axis,
     finish,
@@ -76,9 +77,13 @@ def read_artefacts(run_name: str) -> dict[str, dict]:
         return {}
 
 
+def _text_of(fragment: str) -> str:
+    """A piece of plotly title HTML as plain text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
 def caption_of(title_html: str | None) -> str:
     """A one-line caption from a figure title: its lines joined by " · ", without the smoke banner."""
-    from .static import _text_of
     from .style import SMOKE_BANNER
 
     if not title_html:
@@ -98,6 +103,8 @@ def save_figure(fig: go.Figure, run_name: str, name: str, caption: str = "", pro
                 png: bool = True) -> Path:  # fmt: skip
     """Write ``outputs/<run_name>/figures/<name>.html`` and its static copy ``<name>.png``; returns the HTML path.
 
+    The PNG is plotly's own export (kaleido); where plotly has no browser to draw with, the HTML stands alone.
+
     The figure is finished in place first (:func:`orsalib.viz.style.finish`: wrapped title; the smoke banner when
     ``profile="smoke"``), so what is shown afterwards is what was saved.
 
@@ -107,7 +114,7 @@ def save_figure(fig: go.Figure, run_name: str, name: str, caption: str = "", pro
         name: file stem, ``NN_<what>`` (NN = the notebook's number).
         caption: one line for the run's ``index.html`` (default: the figure's title).
         profile: the run's profile (``smoke`` adds the "numbers not meaningful" banner).
-        png: also write the static PNG (drawn with matplotlib).
+        png: also write the static PNG (when plotly can export here).
     """
     stem = _safe_name(name)
     finish(fig, profile)
@@ -119,9 +126,12 @@ def save_figure(fig: go.Figure, run_name: str, name: str, caption: str = "", pro
     if not js.exists():
         atomic_write_text(js, get_plotlyjs())
     files = [f"figures/{stem}.html"]
-    if png:
-        atomic_write_bytes(out / f"{stem}.png", cached_png(fig), fsync=False)
+    image = static_image(fig) if png else None
+    if image is not None:
+        atomic_write_bytes(out / f"{stem}.png", image, fsync=False)
         files.append(f"figures/{stem}.png")
+    else:
+        (out / f"{stem}.png").unlink(missing_ok=True)  # no stale copy of an earlier version
     record = {"kind": "figure", "name": stem, "notebook": notebook_of(stem), "caption": caption or _fig_title(fig),
               "files": files, "profile": profile}  # fmt: skip
     _register(run_name, f"figures/{stem}.html", record)

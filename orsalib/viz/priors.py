@@ -28,6 +28,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from ..data.labels import PARSING_COLORS
+from .export import show as show_live
 from .style import MODEL_COLORS, error_bars, landmark_marker, percent_axis, reference_lines, scale_landmarks
 
 __all__ = [
@@ -191,15 +192,15 @@ def prior_browser(manifest: pd.DataFrame, store: Any, image_size: int, per_page:
         out.clear_output(wait=True)
         with out:
             if ids:
-                store_overlay(manifest, store, ids, image_size, title=f"{len(sel)} matching images",
-                              flipped=w_flip.value).show()  # fmt: skip
+                show_live(store_overlay(manifest, store, ids, image_size, title=f"{len(sel)} matching images",
+                                        flipped=w_flip.value))  # fmt: skip
             else:
                 print("no image matches")
 
     for w in (w_cls, w_occ, w_flip):
         w.observe(show, names="value")
     # No eager render: drawing into an Output widget before any front end is attached blocked headless (papermill)
-    # runs. The page fills on the first choice in JupyterLab; a static snapshot covers headless runs.
+    # runs. The page fills on the first choice in JupyterLab; headless runs show the notebook's own figures.
     with out:
         print("choose a class or an occluder type to show matching images with their priors")
     return widgets.VBox([widgets.HBox([w_cls, w_occ, w_flip]), out])
