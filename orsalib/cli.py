@@ -23,41 +23,42 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import yaml
-
-from .analysis.complexity import complexity_row, complexity_table
-from .config import ConfigError, RunConfig, apply_overrides, load_config, load_profile
-from .data.sources import DatasetError, load_manifest
-from .data.synthfer import build_synthfer
-from .engine import ddp
-from .engine.evaluate import predict
-from .errors import CheckpointError
-from .experiments.check import run_check
-from .experiments.deploy import export_model, predict_images
-from .experiments.fer import TRAIN_SUBDIR, build_fer_model, prepare_fer_data, train_fer
-from .experiments.runs import find_run, load_trained
-from .models import list_models, model_doc, model_meta
-from .models.convert import write_released_run
 from .paths import NOTEBOOKS_DIR, run_dir
-from .priors.cache import PriorCache
-from .priors.landmarks import WeightsError
-from .runbook import NotebookFailed, list_notebooks, notebook_parameters, past_minutes, reproduce, resolve_dataset
-from .threads import apply_thread_policy
-from .utils import atomic_write_text, resolve_device
 
-#: errors a user causes: reported as one line, exit 2 (anything else is a bug and keeps its traceback)
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    DatasetError,
-    WeightsError,
-    CheckpointError,
-    FileNotFoundError,
-    ValueError,
+if TYPE_CHECKING:
+    from .config import RunConfig
+
+# Start-up: this module imports only the standard library and ``orsalib.paths``; each subcommand imports what it needs
+# when it runs, after its arguments passed the cheap checks of :func:`precheck`. ``orsa --help``, ``orsa VERB --help``
+# and every argument error therefore answer without importing torch (benchmarks/cli_startup.py measures it).
+
+#: the profiles of ``orsalib.config.PROFILES`` (repeated here so that a wrong name is refused before torch loads;
+#: tests/test_cli.py checks that both lists agree)
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "cpu", "paper")
+
+#: errors a user causes, as (module, class): reported as one line, exit 2 (anything else is a bug and keeps its
+#: traceback). Looked up among the modules already imported: an error can only come from a module that was loaded.
+USER_ERROR_CLASSES: tuple[tuple[str, str], ...] = (
+    ("orsalib.config", "ConfigError"),
+    ("orsalib.data.sources", "DatasetError"),
+    ("orsalib.priors.landmarks", "WeightsError"),
+    ("orsalib.errors", "CheckpointError"),
+    ("builtins", "FileNotFoundError"),
+    ("builtins", "ValueError"),
 )
 _OS_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The classes of :data:`USER_ERROR_CLASSES` among the loaded modules."""
+    out = []
+    for module, name in USER_ERROR_CLASSES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            out.append(cls)
+    return tuple(out)
 
 
 class UsageError(ValueError):
@@ -71,6 +72,8 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    import yaml
+
     try:
         v = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -90,6 +93,9 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def resolve_train_config(args: argparse.Namespace) -> RunConfig:
+    from .config import apply_overrides, load_config, load_profile
+    from .runbook import resolve_dataset
+
     """The RunConfig of ``orsa train`` arguments (profile or config file, then run name / seed / device / --set)."""
     sets = parse_sets(args.set or [])
     dataset = args.dataset or (resolve_dataset("", args.data_root) if args.data_root else None)
@@ -105,6 +111,8 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
 
 # ----------------------------------------------------------------------------- subcommands
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .runbook import NotebookFailed, list_notebooks, notebook_parameters, past_minutes, reproduce, resolve_dataset
+
     nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR
     if args.list:
         past = past_minutes(args.profile)
@@ -139,10 +147,13 @@ def _strip_launcher_option(argv: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine import ddp
+
     if args.nproc_per_node > 1 and not ddp.launched_by_torchrun():
         return ddp.launch(args.nproc_per_node, _strip_launcher_option(args.argv))
-    if args.resume and args.overwrite:
-        raise UsageError("--resume and --overwrite exclude each other: continue the run, or move it aside and restart")
+    from .experiments.fer import train_fer
+    from .utils import resolve_device
+
     cfg = resolve_train_config(args)  # validated before any data is prepared
     resolve_device(cfg.device)  # e.g. --device cuda without CUDA: said now, not after data preparation
     existing = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
@@ -162,6 +173,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .engine.evaluate import predict
+    from .experiments.fer import prepare_fer_data
+    from .experiments.runs import load_trained
+
     model, cfg = load_trained(_trained_run(args.run_name, args.subdir), which=args.which)
     print(f"scoring {model.checkpoint_path} (epoch {model.checkpoint_epoch}, model {cfg.model.name})")
     data = prepare_fer_data(cfg)
@@ -177,6 +194,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_priors(args: argparse.Namespace) -> int:
+    from .config import load_profile
+    from .data.sources import load_manifest
+    from .priors.cache import PriorCache
+
     over: dict[str, Any] = {}
     for key, val in (
         ("data.dataset", args.dataset), ("data.data_root", args.data_root), ("data.image_size", args.image_size),
@@ -201,6 +222,10 @@ def _cmd_priors(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from .config import load_profile
+    from .experiments.check import run_check
+    from .runbook import resolve_dataset
+
     over: dict[str, Any] = parse_sets(args.set or [])
     dataset = resolve_dataset(args.dataset, args.data_root)
     if dataset:
@@ -213,14 +238,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _run_folder(run_name: str) -> Path:
+    """``outputs/<run_name>`` of an existing run (a one-line error naming the folder otherwise)."""
+    root = run_dir(run_name, create=False)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no run named {run_name!r}: {root} does not exist (see outputs/)")
+    return root
+
+
 def _trained_run(run_name: str, subdir: str = "train") -> Path:
-    src = run_dir(run_name, create=False) / subdir
-    if not src.parent.is_dir():
-        raise FileNotFoundError(f"no run named {run_name!r}: {src.parent} does not exist (see outputs/)")
-    return find_run(src)
+    from .experiments.runs import find_run
+
+    return find_run(_run_folder(run_name) / subdir)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .experiments.deploy import predict_images
+    from .utils import atomic_write_text
+
     out = Path(args.out) if args.out else run_dir(args.run_name, create=False) / "predict"
     res = predict_images(_trained_run(args.run_name), args.paths, out, which=args.which,
                          prior_source=args.prior_source, device=args.device)  # fmt: skip
@@ -233,6 +268,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .experiments.deploy import export_model
+
     src = _trained_run(args.run_name)
     suffix = {"torchscript": ".pt", "onnx": ".onnx"}[args.format]
     out = Path(args.out) if args.out else run_dir(args.run_name, create=False) / "export" / f"model{suffix}"
@@ -244,6 +281,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from .experiments.fer import TRAIN_SUBDIR, build_fer_model
+    from .models.convert import write_released_run
+
     args.run_name = args.run_name or Path(args.checkpoint).stem
     sets = list(args.set or [])
     if not any(x.startswith("prior.mode=") for x in sets):
@@ -259,11 +299,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_flops(args: argparse.Namespace) -> int:
+    from .analysis.complexity import complexity_table
+
     print(complexity_table(args.models).to_string(index=False))
     return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synthfer import build_synthfer
+
     m = build_synthfer(args.out or None, size=args.size, train_per_class=args.train_per_class,
                        val_per_class=args.val_per_class, num_classes=args.num_classes,
                        occlusion_prob=args.occlusion_prob, seed=args.seed, force=args.force,
@@ -274,6 +318,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from .analysis.complexity import complexity_row
+    from .models import list_models, model_doc, model_meta
+
     names = list_models(args.pattern)
     if not names:
         raise UsageError(f"no registered model matches {args.pattern!r}; `orsa models` lists them all")
@@ -292,7 +339,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parsers
 def _add_reproduce(sub: Any) -> None:
     r = sub.add_parser("reproduce", help="run the ordered notebook suite with papermill")
-    r.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    r.add_argument("--profile", default="cpu", choices=PROFILE_NAMES, help="default: cpu")
     r.add_argument("--run-name", default="default", help="outputs go to outputs/<run-name>/")
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 10,40")
     r.add_argument("--dataset", default="", help="a registered dataset; default: detected from --data-root")
@@ -307,7 +354,7 @@ def _add_reproduce(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train a model from a profile or config file (outputs/<run-name>/train/)")
-    t.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    t.add_argument("--profile", default="cpu", choices=PROFILE_NAMES, help="default: cpu")
     t.add_argument("--config", default="", help="a JSON/YAML RunConfig file (overrides --profile)")
     t.add_argument("--run-name", default=None, help="output folder name under outputs/")
     t.add_argument("--dataset", default=None, help="a registered dataset (default: detected from --data-root)")
@@ -333,7 +380,7 @@ def _add_evaluate(sub: Any) -> None:
 
 def _add_priors(sub: Any) -> None:
     p = sub.add_parser("priors", help="build the prior cache for a dataset")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES, help="default: cpu")
     p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's / embedded SynthFER)")
     p.add_argument("--source", default=None, help="a registered prior source (default: the profile's)")
@@ -394,7 +441,8 @@ def _add_deploy(sub: Any) -> None:
 def _add_convert(sub: Any) -> None:
     c = sub.add_parser("convert", help="turn a released ORSANet checkpoint into a run that orsa evaluate scores")
     c.add_argument("checkpoint", help="the released {'iter', 'model_state_dict', ...} file")
-    c.add_argument("--profile", default="paper", help="the profile of the model (default paper: orsanet_large)")
+    c.add_argument("--profile", default="paper", choices=PROFILE_NAMES,
+                   help="the profile of the model (default paper: orsanet_large)")  # fmt: skip
     c.add_argument("--dataset", default=None, help="the dataset to score it on (default: detected from --data-root)")
     c.add_argument("--data-root", default=None, help="the dataset's folder")
     c.add_argument("--run-name", default="", help="outputs/<run-name>/train (default: the checkpoint's file name)")
@@ -406,7 +454,7 @@ def _add_convert(sub: Any) -> None:
 
 def _add_check(sub: Any) -> None:
     c = sub.add_parser("check", help="pre-flight: data, prior weights, device, expected time and memory of a run")
-    c.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    c.add_argument("--profile", default="cpu", choices=PROFILE_NAMES, help="default: cpu")
     c.add_argument("--dataset", default="", help="a registered dataset; default: detected from --data-root")
     c.add_argument("--data-root", default="", help="dataset folder (default: the profile's / embedded SynthFER)")
     c.add_argument("--device", default="auto")
@@ -432,14 +480,56 @@ def _short_write(e: BaseException) -> bool:
 
 
 def _user_error(e: BaseException) -> bool:
-    if isinstance(e, USER_ERRORS):
+    if isinstance(e, user_errors()):
         return True
     return isinstance(e, OSError) and (e.errno in _OS_USER_ERRNOS or _short_write(e))
 
 
+def _existing(option: str, value: str | None, what: str = "folder") -> None:
+    if value and not Path(value).expanduser().exists():
+        raise FileNotFoundError(f"{option} {value}: no such {what}")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """The checks of a command's arguments that need no heavy import (paths named on the command line, ``--set``
+    syntax, exclusive options): run before torch loads, so that a typo is answered at once."""
+    cmd = args.command
+    for attr, option in (("data_root", "--data-root"), ("notebooks_dir", "--notebooks-dir")):
+        _existing(option, getattr(args, attr, None))
+    for attr, option in (("config", "--config"), ("landmark_weights", "--landmark-weights"),
+                         ("parser_weights", "--parser-weights"), ("checkpoint", "checkpoint")):  # fmt: skip
+        _existing(option, getattr(args, attr, None), "file")
+    if getattr(args, "set", None):
+        parse_sets(args.set)
+    if cmd == "reproduce":
+        from .runbook import list_notebooks
+
+        list_notebooks(Path(args.notebooks_dir) if args.notebooks_dir else NOTEBOOKS_DIR, only=args.only)
+    if cmd == "train" and args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other: continue the run, or move it aside and restart")
+    if cmd in ("evaluate", "predict", "export"):
+        _run_folder(args.run_name)
+    if cmd == "predict":
+        for path in args.paths:
+            _existing("image path", path, "file or folder")
+
+
+#: commands that do not run torch in this process (the notebooks' kernels apply the thread policy themselves)
+_NO_TORCH = frozenset({"reproduce"})
+
+
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run a subcommand; user mistakes become one line on stderr and exit 2 (``--debug`` re-raises)."""
+    """Run a subcommand; user mistakes become one line on stderr and exit 2 (``--debug`` re-raises).
+
+    The cheap argument checks (:func:`precheck`) come first, then the thread policy (which imports torch), then the
+    command itself.
+    """
     try:
+        precheck(args)
+        if args.command not in _NO_TORCH:
+            from .threads import apply_thread_policy
+
+            apply_thread_policy()  # torch threads = cores available to this process (docs/speed.md)
         return int(func(args) or 0)
     except KeyboardInterrupt:
         print(f"orsa {args.command}: interrupted", file=sys.stderr)
@@ -458,7 +548,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[argv.index(args.command) + 1 :] if args.command in argv else []
-    apply_thread_policy()  # torch threads = cores available to this process (docs/speed.md)
     return run_command(args.func, args)
 
 

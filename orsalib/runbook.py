@@ -22,16 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from . import HEADLESS_ENV, registry
-from .config import PROFILES, ConfigError
-from .data.detect import detect_dataset
-from .experiments.claims import verdict_report
 from .paths import NOTEBOOKS_DIR, run_dir
 from .threads import apply_thread_policy
 from .utils import atomic_write_json
-from .viz.index import headline, write_run_index
+
+# nbformat, the config, the dataset detector, the claims and the run index are imported where they are used:
+# ``orsa reproduce --list`` and an argument error answer without loading torch.
 
 KERNEL_NAME = "orsa"
 DEFAULT_TIMEOUTS = {"smoke": 900, "cpu": 2400, "paper": 7 * 24 * 3600}  # seconds per notebook
@@ -149,11 +146,15 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
     Read with ``ast`` (papermill's own inspector skips lines it cannot parse, e.g. a comment holding ``=``).
     """
-    nb = nbformat.read(str(path), as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable notebook ({e})") from None
+    cells = [c for c in nb.get("cells", []) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if not cells:
         return {}
-    src = cells[0].source
+    src = cells[0].get("source", "")
+    src = "".join(src) if isinstance(src, list) else str(src)
     try:
         tree = ast.parse(src)
     except SyntaxError as e:
@@ -194,6 +195,8 @@ def describe_failure(executed: Path) -> tuple[int | None, str]:
     The index is that of the cell in the ORIGINAL notebook (0-based; the cells papermill inserts — injected
     parameters, error banners — are not counted), so it matches what a user sees when opening it.
     """
+    import nbformat
+
     try:
         nb = nbformat.read(str(executed), as_version=4)
     except Exception as e:  # noqa: BLE001 - the executed file may be partial
@@ -275,9 +278,13 @@ def resolve_dataset(dataset: str, data_root: str) -> str:
     ``data_root`` (:func:`orsalib.data.detect.detect_dataset`), else "" (the profile's, SynthFER by default)."""
     if dataset:
         if dataset not in registry.DATASETS:
+            from .config import ConfigError
+
             raise ConfigError(f"dataset {dataset!r} is not registered; choose one of {registry.DATASETS.names()}")
         return dataset
     if data_root:
+        from .data.detect import detect_dataset
+
         return detect_dataset(data_root)
     return ""
 
@@ -292,6 +299,8 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
     ``data_root`` and no ``dataset`` the dataset is detected from the folder's layout. The transfer notebooks (70,
     71) keep their own data parameters.
     """
+    from .config import PROFILES, ConfigError
+
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
     if data_root and not Path(data_root).expanduser().exists():
@@ -339,6 +348,8 @@ def _verdicts(run_name: str) -> str:
     """The verdict table of the run's paper claims (empty when no notebook recorded one)."""
     if not (run_dir(run_name, create=False) / "results" / "verdicts.json").is_file():
         return ""
+    from .experiments.claims import verdict_report
+
     try:
         return verdict_report(run_name)
     except (OSError, ValueError) as e:
@@ -347,6 +358,8 @@ def _verdicts(run_name: str) -> str:
 
 def _index(run_name: str) -> Path | None:
     """``outputs/<run_name>/index.html`` (None if it cannot be written: the run itself is what matters)."""
+    from .viz.index import write_run_index
+
     try:
         return write_run_index(run_name)
     except (OSError, ValueError) as e:
@@ -356,6 +369,8 @@ def _index(run_name: str) -> Path | None:
 
 def summary_table(runs: list[NotebookRun]) -> str:
     """A plain-text table: notebook, status, minutes, peak memory, headline numbers."""
+    from .viz.index import headline
+
     rows = []
     for r in runs:
         head = headline({k: v for k, v in r.result.items() if k != "log_tail"}, limit=4)

@@ -148,3 +148,31 @@ def test_a_full_disk_is_one_line_and_keeps_nothing_half_written(tmp_path):
     assert proc.stderr.count("orsa train: error:") == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "full" in proc.stderr.split("orsa train: error:")[1].splitlines()[0]
     assert not list((tmp_path / "outputs").rglob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- start-up
+def test_profile_choices_match_the_config():
+    from orsalib import cli, config
+
+    assert cli.PROFILE_NAMES == config.PROFILES
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["train", "--help"], ["train", "--profile", "fast"], ["check", "--data-root", "/no/such/folder"],
+     ["evaluate", "--run-name", "no-such-run"], ["train", "--set", "train.epochs"], ["reproduce", "--only", "99"]],
+)  # fmt: skip
+def test_help_and_argument_errors_load_no_torch(tmp_path, argv):
+    """Help texts and argument errors answer before torch is imported (benchmarks/cli_startup.py times them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom orsalib.cli import main\ntry:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    rc = e.code\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', rc)"
+    )
+    env = {**os.environ, "ORSA_OUTPUTS_DIR": str(tmp_path / "outputs")}
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=300)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("NO-TORCH"), (last, proc.stderr[-500:])
+    assert last.split()[1] == ("0" if "--help" in argv else "2"), proc.stderr[-500:]
