@@ -130,7 +130,7 @@ class Registry:
 
 DATASETS = Registry("dataset", providers=("orsalib.data.sources",))
 PRIOR_SOURCES = Registry("prior source", providers=("orsalib.priors.sources", "orsalib.priors.detected"))
-OCCLUDERS = Registry("occluder", providers=("orsalib.data.synthfer",))
+OCCLUDERS = Registry("occluder", providers=("orsalib.data.synthfer.occluders",))
 
 register_dataset = DATASETS.register
 register_prior_source = PRIOR_SOURCES.register

@@ -12,6 +12,8 @@ from PIL import Image
 from orsalib.data import synthfer as sf
 from orsalib.data.labels import EMOTIONS
 from orsalib.data.synthfer import OCCLUDERS, build_synthfer, render_sample
+from orsalib.data.synthfer import build as sf_build
+from orsalib.data.synthfer import face as sf_face
 
 FACE_CLASSES = set(range(1, 10))
 
@@ -94,7 +96,7 @@ def test_hand_and_object_paint_nothing_outside_their_mask():
 
 
 def test_png_writer_roundtrip():
-    """The fast PNG writer produces standard files that PIL decodes to the same array (grey and RGB)."""
+    """The build's PNGs (written by PIL) decode to the same array (grey and RGB)."""
     import io
 
     rng = np.random.default_rng(0)
@@ -102,7 +104,7 @@ def test_png_writer_roundtrip():
         arr = rng.integers(0, 256, shape, dtype=np.uint8)
         if len(shape) == 2:
             arr //= 23  # label-map-like
-        img = Image.open(io.BytesIO(sf._png_bytes(arr)))
+        img = Image.open(io.BytesIO(sf_build._png_bytes(arr, 1 if len(shape) == 2 else 0)))
         assert img.format == "PNG" and img.mode == ("L" if len(shape) == 2 else "RGB")
         assert np.array_equal(np.asarray(img), arr)
 
@@ -133,13 +135,13 @@ def test_layout_is_affine_in_its_coefficients():
     """The cached basis reproduces the direct evaluation of the layout."""
     rng = np.random.default_rng(0)
     for p in sf.JAW_POWERS[:2]:
-        basis, slices = sf._basis(p)
-        coef = {n: float(v) for n, v in zip(sf._COEFS, rng.uniform(-0.2, 0.4, len(sf._COEFS)))}
+        basis, slices = sf_face._basis(p)
+        coef = {n: float(v) for n, v in zip(sf_face._COEFS, rng.uniform(-0.2, 0.4, len(sf_face._COEFS)))}
         coef["one"] = 1.0
-        pts = basis @ np.array([coef[n] for n in sf._COEFS])
-        for name, xs, ys in sf._layout(coef, p):
-            x = sf._stack_segment(xs, None)
-            y = sf._stack_segment(ys, None)
+        pts = basis @ np.array([coef[n] for n in sf_face._COEFS])
+        for name, xs, ys in sf_face._layout(coef, p):
+            x = sf_face._stack_segment(xs, None)
+            y = sf_face._stack_segment(ys, None)
             assert np.allclose(pts[slices[name]], np.stack([x, y], 1)), name
 
 
@@ -277,7 +279,7 @@ def test_dead_worker_gives_a_clear_error_and_no_manifest(tmp_path, monkeypatch):
     def die(*args, **kwargs):
         os._exit(3)
 
-    monkeypatch.setattr(sf, "render_sample", die)
+    monkeypatch.setattr(sf_build, "render_sample", die)
     with pytest.raises(RuntimeError, match="workers=1"):
         build_synthfer(tmp_path, size=32, train_per_class=2, val_per_class=1, progress=False, workers=2)
     assert not (tmp_path / "manifest.csv").exists()
