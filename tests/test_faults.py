@@ -110,7 +110,8 @@ def test_prior_cache_planted_arrays_and_meta_never_run(synth, tmp_path, capsys):
     cache = PriorCache(tmp_path / "priors", shard_size=4)
     rows = synth.iloc[:8].reset_index(drop=True)
     store = cache.ensure(rows, {"batch_size": 4}, 32, progress=False, source=_Source())
-    shards = sorted(p for p in (store.path / "shards").iterdir() if p.is_dir())
+    first = store.path / "shards" / store.shards[int(store.slots[0][0])]  # the shard of row 0
+    shards = [first] + sorted(p for p in (store.path / "shards").iterdir() if p.is_dir() and p != first)
     # shard 0: an object array whose checksum, size and shape match meta.json (a careful attacker)
     f = shards[0] / "landmarks.npy"
     with open(f, "wb") as fh:
