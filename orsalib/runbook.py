@@ -2,9 +2,11 @@
 
 Each notebook runs in its own papermill process (so a per-notebook timeout can stop it), with the parameters it
 declares injected (profile, data_root, run_name, seed, device, ...). Executed notebooks go to
-``outputs/<run_name>/notebooks/``. On the first failure the run stops, names the notebook and the cell (index,
-first line, error), exits non-zero, and keeps everything already written. At the end it prints a summary table
-from the small JSON each notebook records with :func:`record_result`.
+``outputs/<run_name>/notebooks/``, each tidied as a terminal would show its output (:func:`tidy_outputs`: a progress
+bar's redraws become its last frame, consecutive prints one block), with its HTML rendering beside it (nbconvert,
+:func:`export_html`; the run's ``index.html`` links it). On the first failure the run stops, names the notebook and
+the cell (index, first line, error), exits non-zero, and keeps everything already written. At the end it prints a
+summary table from the small JSON each notebook records with :func:`record_result`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from . import HEADLESS_ENV, registry
 from .paths import NOTEBOOKS_DIR, run_dir
 from .threads import apply_thread_policy
-from .utils import atomic_write_json
+from .utils import atomic_write_json, atomic_write_text
 
 # nbformat, the config, the dataset detector, the claims and the run index are imported where they are used:
 # ``orsa reproduce --list`` and an argument error answer without loading torch.
@@ -223,6 +225,70 @@ def describe_failure(executed: Path) -> tuple[int | None, str]:
     return None, "no cell had started (kernel start-up or papermill itself failed)"
 
 
+# ----------------------------------------------------------------------------- executed notebooks
+def _terminal_text(text: str) -> str:
+    """``text`` as a terminal shows it: on each line only what follows the last carriage return (a progress bar's
+    redraws leave their last frame)."""
+    lines = []
+    for line in text.split("\n"):
+        frames = [f for f in line.split("\r") if f.strip()]
+        lines.append(frames[-1] if frames else "")
+    return "\n".join(lines)
+
+
+def tidy_outputs(executed: Path) -> int:
+    """Rewrite an executed notebook's stream outputs as a terminal would show them: consecutive outputs of one
+    stream (stdout / stderr) of a cell in one block, carriage-return redraws resolved to their last frame, blank
+    blocks dropped. Other outputs (figures, tables, errors) are kept as they are. Returns the number of stream blocks
+    removed. A notebook that cannot be read is left alone."""
+    try:
+        nb = json.loads(Path(executed).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    removed = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or not cell.get("outputs"):
+            continue
+        merged: list[dict] = []
+        for o in cell["outputs"]:
+            if o.get("output_type") == "stream":
+                text = o.get("text", "")
+                text = "".join(text) if isinstance(text, list) else str(text)
+                prev = merged[-1] if merged else None
+                if prev is not None and prev.get("output_type") == "stream" and prev.get("name") == o.get("name"):
+                    prev["text"] += text
+                    continue
+                o = {**o, "text": text}
+            merged.append(o)
+        kept = []
+        for o in merged:
+            if o.get("output_type") == "stream":
+                o["text"] = _terminal_text(o["text"])
+                if not o["text"].strip():
+                    continue
+                o["text"] = o["text"].strip("\n") + "\n"
+            kept.append(o)
+        removed += len(cell["outputs"]) - len(kept)
+        cell["outputs"] = kept
+    atomic_write_text(Path(executed), json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return removed
+
+
+def export_html(executed: Path) -> Path | None:
+    """The HTML rendering of an executed notebook beside it (``NN_name.html``, nbconvert's lab template), for a
+    browser; None (with one printed line) when nbconvert cannot render it. The run goes on either way."""
+    out = Path(executed).with_suffix(".html")
+    try:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_filename(str(executed))
+        atomic_write_text(out, body)
+    except Exception as e:  # noqa: BLE001 - a rendering problem must not fail the run it documents
+        print(f"  (no HTML rendering of {Path(executed).name}: {type(e).__name__}: {e})", flush=True)
+        return None
+    return out
+
+
 # ----------------------------------------------------------------------------- execution
 def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout: float,
                  env: dict[str, str] | None = None) -> NotebookRun:
@@ -262,6 +328,9 @@ def run_notebook(path: Path, out_path: Path, parameters: dict[str, Any], timeout
         finally:
             os.unlink(params_file)
     seconds = time.time() - t0
+    if out_path.exists():
+        tidy_outputs(out_path)
+        export_html(out_path)
     run = NotebookRun(path.stem, status, seconds, str(out_path), peak_rss_mb=mem.megabytes)
     if status != "ok":
         cell, msg = describe_failure(out_path)

@@ -67,3 +67,41 @@ def test_missing_contenders_train_side_by_side_as_they_would_one_after_the_other
         for k in wa:
             assert torch.equal(wa[k], wb[k]), f"{a.name}: {k} differs between the worker and this process"
     assert (run_dir("par-a") / "80_ran_train" / "summary.json").is_file()
+
+
+def talk(text: str, seed: int) -> int:
+    """A task that prints two lines, a carriage-return redraw and the same warning twice."""
+    import warnings
+
+    print(f"{text} one\n{text} two", flush=True)
+    print("bar 10%\rbar 100%")
+    for _ in range(2):
+        warnings.warn("the same caution", UserWarning, stacklevel=1)
+    return seed
+
+
+def test_worker_output_is_prefixed_and_warnings_are_said_once(capfd):
+    said: list[str] = []
+    tasks = [("alpha", {"text": "a", "seed": 0}), ("beta seed 1", {"text": "b", "seed": 1})]
+    results = run_tasks(talk, tasks, plan=WorkerPlan(2, 1, "test"), log=said.append)
+    assert [r for r, _ in results] == [0, 1]
+    out = capfd.readouterr().out.splitlines()
+    assert "[alpha seed 0] a one" in out and "[alpha seed 0] a two" in out
+    assert "[beta seed 1] b one" in out and "[beta seed 1] bar 100%" in out  # the label's own seed is not repeated
+    assert not [line for line in out if line.startswith(("a ", "b ", "bar"))]
+    warned = [line for line in said if "the same caution" in line]
+    assert warned == ["warning (2 runs: alpha, beta seed 1): UserWarning: the same caution"]
+
+
+def test_line_prefixed_keeps_partial_lines_until_flushed():
+    import io
+
+    from orsalib.experiments.parallel import LinePrefixed, task_prefix
+
+    buf = io.StringIO()
+    s = LinePrefixed(buf, task_prefix("ran_cpu", {"cfg": load_profile("smoke", seed=3)}))
+    s.write("epoch 1")
+    assert buf.getvalue() == ""
+    s.write(" done\npart")
+    s.flush()
+    assert buf.getvalue() == "[ran_cpu seed 3] epoch 1 done\n[ran_cpu seed 3] part\n"

@@ -267,6 +267,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _tqdm_disabled() -> bool:
+    """No progress bar: ``TQDM_DISABLE`` set, or a headless run (``ORSA_HEADLESS``: an executed notebook keeps every
+    redraw of a bar as output, so there the line per epoch is the progress)."""
+    if os.environ.get("ORSA_HEADLESS", "").strip().lower() not in ("", "0", "false", "no"):
+        return True
     return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
 
 
@@ -579,8 +583,8 @@ class Trainer:
         sums: dict[str, float] = {}
         n_seen, correct = 0, torch.zeros((), dtype=torch.long, device=self.device)
         total, cfg = self.steps_per_epoch, self.cfg
-        bar = tqdm(self.train_loader, total=total, desc=f"epoch {epoch + 1}", leave=False, disable=self.quiet)
-        for step, batch in enumerate(bar):
+        bar = getattr(self, "_bar", None)  # the training's one bar (None: quiet, or an epoch run on its own)
+        for step, batch in enumerate(self.train_loader):
             if step >= total:
                 break
             batch = batch_to_device(batch, self.device, self.channels_last)
@@ -593,9 +597,10 @@ class Trainer:
             self.global_step += 1
             if cfg.log_every and self.main and (step + 1) % cfg.log_every == 0:
                 tqdm.write(f"  epoch {epoch + 1} step {step + 1}/{total} loss {parts.get('loss', 0):.4f}")
-            if not self.quiet:
-                bar.set_postfix(loss=f"{parts.get('loss', float('nan')):.3f}", refresh=False)
-        bar.close()
+            if bar is not None:
+                bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs} loss {parts.get('loss', float('nan')):.3f}",
+                                    refresh=False)  # fmt: skip
+                bar.update(1)
         return sums, n_seen, correct
 
     def _train_record(
@@ -751,11 +756,16 @@ class Trainer:
         self.setup()
         self.resume(resume)
         epochs = self.cfg.epochs
-        bar = tqdm(range(self.start_epoch, epochs), total=epochs, initial=self.start_epoch, desc="epochs",
-                   disable=self.quiet)  # fmt: skip
-        for epoch in bar:
-            self.run_epoch(epoch)
-        bar.close()
+        # one bar per training, over the steps of every epoch (none when quiet or headless: a line per epoch instead)
+        steps = self.steps_per_epoch
+        self._bar = None if self.quiet else tqdm(total=epochs * steps, initial=self.start_epoch * steps, desc="train")
+        try:
+            for epoch in range(self.start_epoch, epochs):
+                self.run_epoch(epoch)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = None
         if not self.history:
             raise ValueError(f"nothing to train or resume in {self.run_dir}: no epoch was run (train.epochs={epochs})")
         if self.start_epoch >= epochs and self.main:

@@ -14,13 +14,19 @@ machine the plan, and so every result, is the same from run to run.
 Every task writes its run folder itself (atomically, as every training does) and returns a small picklable value;
 the caller then loads the finished runs from disk as if it had trained them. A task that fails raises its own
 exception here, with a note naming the task; tasks not started yet are cancelled, finished ones stay on disk.
+
+Output: every line a worker prints starts with its task's label and seed (``[baseline_cpu seed 0] epoch 3/8 ...``), so
+that the logs of trainings run side by side can be told apart; warnings raised in the workers are collected and
+said once here, after the tasks, with the runs that raised them.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -107,6 +113,71 @@ def _timed(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> tuple[Any, floa
     return out, time.perf_counter() - t0
 
 
+def task_prefix(label: str, kwargs: Mapping[str, Any]) -> str:
+    """``[label seed k]``: the label, and the seed of the task's config (``cfg.seed`` or ``seed``) unless the label
+    already names one."""
+    seed = kwargs.get("seed", getattr(kwargs.get("cfg"), "seed", None))
+    if seed is not None and "seed" not in label:
+        label = f"{label} seed {seed}"
+    return f"[{label}] "
+
+
+class LinePrefixed(io.TextIOBase):
+    """A text stream that writes every complete line to ``stream`` with ``prefix`` in front (a carriage return ends
+    a line too: a progress bar's redraws become lines). The unfinished rest is written by :meth:`flush`."""
+
+    def __init__(self, stream: Any, prefix: str):
+        super().__init__()
+        self.stream, self.prefix, self._pending = stream, prefix, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for line in lines:
+            if line.strip():
+                self.stream.write(f"{self.prefix}{line}\n")
+        if lines:
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending.strip():
+            self.stream.write(f"{self.prefix}{self._pending}\n")
+        self._pending = ""
+        self.stream.flush()
+
+
+def _worker_task(fn: Callable[..., Any], kwargs: Mapping[str, Any], prefix: str) -> tuple[Any, float, list[str]]:
+    """One task in a worker: its output lines prefixed, its warnings recorded (each distinct one once) and returned
+    as text for the caller to say once."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = LinePrefixed(out, prefix), LinePrefixed(err, prefix)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("once")
+            result, seconds = _timed(fn, kwargs)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = out, err
+    said = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return result, seconds, list(dict.fromkeys(said))
+
+
+def say_warnings_once(raised: Mapping[str, Sequence[str]], say: Callable[[str], None]) -> None:
+    """``{task label: [warning text, ...]}`` -> one line per distinct warning, naming the runs that raised it."""
+    by_text: dict[str, list[str]] = {}
+    for label, texts in raised.items():
+        for text in texts:
+            by_text.setdefault(text, []).append(label)
+    for text, labels in by_text.items():
+        who = labels[0] if len(labels) == 1 else f"{len(labels)} runs: {', '.join(labels)}"
+        say(f"warning ({who}): {' '.join(text.split())}")
+
+
 def run_tasks(
     fn: Callable[..., Any],
     tasks: Sequence[tuple[str, Mapping[str, Any]]],
@@ -147,7 +218,10 @@ def run_tasks(
         _main_module_hidden(),
         ProcessPoolExecutor(plan.workers, mp_context=ctx, initializer=_init_worker, initargs=(plan.threads,)) as pool,
     ):
-        futures: dict[Future, int] = {pool.submit(_timed, fn, kw): i for i, (_, kw) in enumerate(tasks)}
+        futures: dict[Future, int] = {
+            pool.submit(_worker_task, fn, kw, task_prefix(label, kw)): i for i, (label, kw) in enumerate(tasks)
+        }
+        raised: dict[str, list[str]] = {}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -166,8 +240,12 @@ def run_tasks(
                         ) from exc
                     exc.add_note(f"while training {label} in a worker process")
                     raise exc
-                out[i] = f.result()
+                result, seconds, said = f.result()
+                out[i] = (result, seconds)
+                if said:
+                    raised[label] = said
                 say(f"  {label}: done in {out[i][1] / 60:.1f} min ({time.perf_counter() - t0:.0f} s since the start)")
+    say_warnings_once(raised, say)
     return [out[i] for i in range(len(tasks))]
 
 

@@ -1,0 +1,96 @@
+"""Progress and logs of executed notebooks: at most one progress display per training, a line per epoch, the
+redraws of a bar reduced to its last frame, an HTML rendering beside each executed notebook."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from _nbfactory import make_notebook
+
+from orsalib import runbook
+
+#: a tqdm frame ("desc:  45%|####      | 38/84 [...]")
+BAR = re.compile(r"\d+%\|")
+
+TRAIN_TWICE = (
+    "from orsalib.config import load_profile\n"
+    "from orsalib.experiments.fer import train_fer\n"
+    "for s in (0, 1):\n"
+    "    cfg = load_profile('smoke', {'train.epochs': 2, 'train.max_steps_per_epoch': 3}, run_name=run_name, seed=s)\n"
+    "    train_fer(cfg, run_dir=f'{OUT}/run{s}', existing='overwrite')"
+)
+
+
+def progress_displays(executed) -> list[str]:
+    """Every progress display of an executed notebook: each line of a stream output holding a bar frame (a bar
+    redrawn in place counts once per frame left in the file) and each widget display."""
+    found = []
+    for cell in json.loads(executed.read_text(encoding="utf-8"))["cells"]:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+                found += [f for line in text.split("\n") for f in line.split("\r") if BAR.search(f)]
+            elif "application/vnd.jupyter.widget-view+json" in o.get("data", {}):
+                found.append("widget")
+    return found
+
+
+def test_tidy_keeps_the_last_frame_of_a_bar_and_merges_blocks(tmp_path):
+    nb = make_notebook(tmp_path / "10_x.ipynb", ["pass"])
+    data = json.loads(nb.read_text())
+    data["cells"][-1]["outputs"] = [
+        {"output_type": "stream", "name": "stderr", "text": "\rpriors:   0%|   | 0/84"},
+        {"output_type": "stream", "name": "stderr", "text": "\rpriors:  50%|#  | 42/84\rpriors: 100%|###| 84/84"},
+        {"output_type": "stream", "name": "stderr", "text": "\n\n"},
+        {"output_type": "stream", "name": "stdout", "text": ["epoch 1/2 | loss 1.0\n", "epoch 2/2 | loss 0.9\n"]},
+        {"output_type": "stream", "name": "stderr", "text": "\n"},
+        {"output_type": "display_data", "data": {"text/plain": "figure"}, "metadata": {}},
+    ]
+    nb.write_text(json.dumps(data))
+    assert runbook.tidy_outputs(nb) == 3
+    outs = json.loads(nb.read_text())["cells"][-1]["outputs"]
+    assert [o.get("name") for o in outs] == ["stderr", "stdout", None]
+    assert outs[0]["text"] == "priors: 100%|###| 84/84\n"
+    assert outs[1]["text"] == "epoch 1/2 | loss 1.0\nepoch 2/2 | loss 0.9\n"
+    assert progress_displays(nb) == ["priors: 100%|###| 84/84"]
+
+
+def test_one_bar_per_training_interactively(monkeypatch, tmp_path):
+    """Outside a headless run a training shows one bar (over the steps of every epoch), not one per epoch."""
+    from orsalib.config import load_profile
+    from orsalib.engine import trainer
+    from orsalib.experiments.fer import train_fer
+
+    made = []
+
+    class Counting(trainer.tqdm):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("desc"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.delenv("ORSA_HEADLESS", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(trainer, "tqdm", Counting)
+    cfg = load_profile("smoke", {"train.epochs": 3, "train.max_steps_per_epoch": 2}, run_name="bar")
+    train_fer(cfg, run_dir=tmp_path / "run", existing="overwrite")
+    assert made == ["train"]
+
+
+@pytest.mark.slow
+def test_executed_notebook_has_at_most_one_progress_display_per_training(tmp_path):
+    out = tmp_path / "runs"
+    nb = make_notebook(tmp_path / "10_train_twice.ipynb", [f"OUT = {str(out)!r}", TRAIN_TWICE])
+    executed = tmp_path / "executed" / nb.name
+    r = runbook.run_notebook(nb, executed, {"profile": "smoke", "run_name": "progress"}, timeout=600)
+    assert r.status == "ok", r.error
+    shown = progress_displays(executed)
+    trainings = 2
+    assert len([s for s in shown if s.lstrip().startswith(("train", "epoch"))]) <= trainings, shown
+    text = "".join(
+        "".join(o.get("text", "")) for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])
+    )
+    assert "\r" not in text
+    assert len(re.findall(r"^epoch [12]/2 \|", text, flags=re.M)) == 2 * trainings, text  # a line per epoch
+    assert executed.with_suffix(".html").is_file()  # the HTML rendering beside it
