@@ -1,11 +1,15 @@
 """The index of one run: ``outputs/<run_name>/index.html`` lists every table and figure, one line each, by notebook.
 
+The page reads top to bottom as a researcher asks: the verdict of every paper claim first (``results/verdicts.json``,
+:mod:`orsalib.experiments.claims`; the paper baseline of each Table 2-4 claim named, the MDE explained where it first
+appears), then the tables and figures by notebook, then what each folder of the run holds.
+
 Artefacts are grouped by the ``NN_`` their names start with (the notebook that wrote them); each line links the
 files (CSV + JSON, interactive HTML + static PNG) and says what it is (the caption registered by ``save_figure`` /
-``save_table``, else one derived from the file). Each notebook's headline numbers (``results/NN_*.json``) head its
-group: accuracies in %, last and best epoch side by side. A smoke run carries a "numbers not meaningful" banner.
-
-The verdict of every paper claim (``results/verdicts.json``, :mod:`orsalib.experiments.claims`) is tabulated first.
+``save_table``, else one derived from the file). Each notebook's group links its executed notebook as a page a
+browser reads (the HTML the runbook renders beside it; the ``.ipynb`` beside that) and starts with its headline
+numbers (``results/NN_*.json``): accuracies in %, last and best epoch side by side. A smoke run carries a "numbers
+not meaningful" banner.
 
 - :func:`write_run_index` (called at the end of ``orsa reproduce``);
 - :func:`headline`: one line of a notebook's headline numbers (the run summary prints it).
@@ -27,7 +31,8 @@ from .style import SMOKE_BANNER, is_accuracy_key
 
 #: what each folder of a run holds (shown in the index; the same list is in docs/outputs.md).
 FOLDERS: dict[str, str] = {
-    "notebooks": "executed notebooks (papermill), with their outputs and figures",
+    "notebooks": "executed notebooks (papermill), with their outputs and figures: NN_name.html to read, "
+    "NN_name.ipynb to open in JupyterLab",
     "tables": "NN_<name>.csv + NN_<name>.json (records) of every table",
     "figures": "NN_<name>.html (interactive, offline: plotly.min.js beside) + NN_<name>.png (static copy)",
     "results": "NN_<notebook>.json: the headline numbers of each notebook (the run summary is built from them); "
@@ -213,12 +218,36 @@ padding:6px 10px;border-radius:4px;font-weight:600} table.folders td{padding:1px
 table.verdicts{border-collapse:collapse;font-size:13px} table.verdicts td,table.verdicts th{padding:2px 8px;
 border-bottom:1px solid #eee;text-align:left} td.num{text-align:right;font-family:ui-monospace,Menlo,monospace}
 .v-holds{color:#1b7a1b;font-weight:600} .v-reversed{color:#b00020;font-weight:600} .v-not-resolved{color:#666}
-.v-not-measured{color:#aaa}
+.v-not-measured{color:#aaa} tr.group th{background:#f4f6fa;font-weight:600}
 """
 
 
 def _fmt_num(x: Any, spec: str = "+.2f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else ""
+
+
+#: one line on the MDE, said where the column first appears
+MDE_LINE = (
+    "MDE (minimum detectable effect): the smallest true difference, in points, that this run's sample would detect "
+    "with 80 % power at the 5 % level; where the paper's Δ is smaller than the MDE, the run is too small to resolve "
+    "the claim"
+)
+
+
+def paper_baseline(row: dict[str, Any]) -> str:
+    """The method the paper's Δ of a claim is taken against, from the claim's ``paper`` text (``"92.28 vs 88.90
+    (RAN)"`` -> ``RAN``; ``"... (POSTER V2, the strongest of 7 other methods; ...)"`` -> ``POSTER V2``); "" when the
+    text names none (Tables 6-8 compare a model with itself)."""
+    m = re.search(r"\bvs\s+[-+\d.]+\s*\(([^,;()]+)", str(row.get("paper") or ""))
+    return m.group(1).strip() if m else ""
+
+
+def _group_header(table: str, rows: list[dict[str, Any]]) -> str:
+    """The header of one paper table's claims: what its paper Δ is taken against, by name."""
+    named = list(dict.fromkeys(b for r in rows if r.get("table") == table for b in [paper_baseline(r)] if b))
+    if named:
+        return f"{table}: paper Δ = ORSANet − {' / '.join(named)} (the paper's own numbers; the baseline per claim)"
+    return f"{table}: paper Δ = the two models of the claim, as the paper reports them (A − B)"
 
 
 def _verdicts_section(root: Path) -> list[str]:
@@ -238,16 +267,22 @@ def _verdicts_section(root: Path) -> list[str]:
            f"<p class='meta'>{e(', '.join(f'{n} {k}' for k, n in counts.items()))} · "
            "<a href='results/verdicts.json'>results/verdicts.json</a> · ours: mean paired difference in points "
            "(A − B, same images or same seeds) with its 95% CI; not resolved: the CI contains 0</p>",
-           "<table class='verdicts'><tr><th>table</th><th>claim</th><th>paper Δ</th><th>ours Δ</th>"
-           "<th>95% CI</th><th>n</th><th>MDE</th><th>verdict</th></tr>"]  # fmt: skip
+           f"<p class='meta'>{e(MDE_LINE)}</p>",
+           "<table class='verdicts'><tr><th>table</th><th>claim</th><th>paper Δ vs</th><th>paper Δ</th>"
+           "<th>ours Δ</th><th>95% CI</th><th>n</th><th>MDE</th><th>verdict</th></tr>"]  # fmt: skip
+    table = None
     for r in rows:
+        if r.get("table") != table:
+            table = r.get("table")
+            out.append(f"<tr class='group'><th colspan='9'>{e(_group_header(str(table or ''), rows))}</th></tr>")
         lo, hi = _fmt_num(r.get("ci_low")), _fmt_num(r.get("ci_high"))
         n = f"{r.get('n')} {r.get('unit')}" if r.get("unit") else ""
         v = str(r.get("verdict", ""))
         title = e(" · ".join(str(r.get(k) or "") for k in ("paper", "ours", "note") if r.get(k)), quote=True)
         out.append(f"<tr title=\"{title}\"><td>{e(str(r.get('table', '')))}</td><td>{e(str(r.get('claim', '')))}</td>"
-                   f"<td class='num'>{_fmt_num(r.get('paper_delta'))}</td><td class='num'>{_fmt_num(r.get('delta'))}"
-                   f"</td><td class='num'>{f'[{lo}, {hi}]' if lo and hi else ''}</td><td>{e(n)}</td>"
+                   f"<td>{e(paper_baseline(r))}</td><td class='num'>{_fmt_num(r.get('paper_delta'))}</td>"
+                   f"<td class='num'>{_fmt_num(r.get('delta'))}</td>"
+                   f"<td class='num'>{f'[{lo}, {hi}]' if lo and hi else ''}</td><td>{e(n)}</td>"
                    f"<td class='num'>{_fmt_num(r.get('mde'), '.2f')}</td>"
                    f"<td class='v-{e(v.replace(' ', '-'))}'>{e(v)}</td></tr>")  # fmt: skip
     out.append("</table>")
@@ -287,16 +322,10 @@ def write_run_index(run_name: str) -> Path:
            f"index written {time.strftime('%Y-%m-%d %H:%M')}</p>"]  # fmt: skip
     if profile == "smoke":
         out.append(f"<p class='banner'>{e(SMOKE_BANNER)}</p>")
-    out.append("<table class='folders'>")
-    for folder, what in FOLDERS.items():
-        if (root / folder).exists():
-            out.append(f"<tr><td><a href='{e(folder)}/'><code>{e(folder)}/</code></a></td><td>{e(what)}</td></tr>")
-    for f, what in FILES.items():
-        if (root / f).exists() or f == "index.html":
-            out.append(f"<tr><td><a href='{e(f)}'><code>{e(f)}</code></a></td><td>{e(what)}</td></tr>")
-    out.append("</table>")
     out += _verdicts_section(root)
-    groups = sorted({r.get("notebook") or "" for r in items} | {k for k in results if len(k) == 2} | set(runbook))
+    executed = {k for k, stem in names.items() if (root / "notebooks" / f"{stem}.ipynb").exists()}
+    groups = sorted({r.get("notebook") or "" for r in items} | {k for k in results if len(k) == 2} | set(runbook)
+                    | executed)  # fmt: skip
     for g in [g for g in groups if g] + ([""] if "" in groups else []):
         stem = names.get(g) or (results.get(g, ("",))[0]) or g
         out.append(f"<h2 id='nb{e(g or 'other')}'>{e(stem) if g else 'Other artefacts'}</h2>")
@@ -305,10 +334,12 @@ def write_run_index(run_name: str) -> Path:
         if rb:
             meta.append(f"{e(str(rb.get('status', '')))} in {float(rb.get('seconds', 0)) / 60:.1f} min")
         nb_path = root / "notebooks" / f"{stem}.ipynb"
-        if g and nb_path.exists():
-            meta.append(f"executed notebook <a href='notebooks/{e(nb_path.name)}'>{e(nb_path.name)}</a>")
-            if nb_path.with_suffix(".html").exists():
-                meta.append(f"<a href='notebooks/{e(nb_path.stem)}.html'>as HTML</a>")
+        if g and nb_path.with_suffix(".html").exists():
+            meta.append(f"executed notebook <a href='notebooks/{e(nb_path.stem)}.html'>{e(nb_path.stem)}.html</a> "
+                        f"(<a href='notebooks/{e(nb_path.name)}'>.ipynb</a>)")  # fmt: skip
+        elif g and nb_path.exists():
+            meta.append(f"executed notebook <a href='notebooks/{e(nb_path.name)}'>{e(nb_path.name)}</a> (no HTML "
+                        "rendering: open it in JupyterLab)")  # fmt: skip
         if g in results:
             meta.append(f"<a href='results/{e(results[g][0])}.json'>results/{e(results[g][0])}.json</a>")
         if meta:
@@ -329,6 +360,14 @@ def write_run_index(run_name: str) -> Path:
                            f"{e(r['name'])}</a> [{links}] <span class='cap'>— {e(r.get('caption') or '')}{size}"
                            f"</span></li>")  # fmt: skip
             out.append("</ul>")
+    out.append("<h2 id='folders'>What the run folder holds</h2><table class='folders'>")
+    for folder, what in FOLDERS.items():
+        if (root / folder).exists():
+            out.append(f"<tr><td><a href='{e(folder)}/'><code>{e(folder)}/</code></a></td><td>{e(what)}</td></tr>")
+    for f, what in FILES.items():
+        if (root / f).exists() or f == "index.html":
+            out.append(f"<tr><td><a href='{e(f)}'><code>{e(f)}</code></a></td><td>{e(what)}</td></tr>")
+    out.append("</table>")
     out.append(f"<p class='meta'>Captions come from <code>{ARTEFACTS_FILE}</code> (written by save_figure / "
                "save_table); names start with the number of the notebook that wrote them.</p></body></html>")
     path = root / "index.html"
@@ -336,4 +375,4 @@ def write_run_index(run_name: str) -> Path:
     return path
 
 
-__all__ = ["FILES", "FOLDERS", "headline", "write_run_index"]
+__all__ = ["FILES", "FOLDERS", "MDE_LINE", "headline", "paper_baseline", "write_run_index"]
