@@ -35,12 +35,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from PIL import Image
 
 from ..paths import CACHE_DIR
@@ -95,19 +95,6 @@ def _decoded_batches(
     for b0 in range(0, len(chunk), batch_size):
         rows = manifest.iloc[[i for _, i in chunk[b0 : b0 + batch_size]]]
         yield rows, np.stack([load_resized(p, image_size) for p in rows["path"]])  # (B, S, S, 3)
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX
-            pass
-        yield
 
 
 # ----------------------------------------------------------------------------- the store
@@ -315,7 +302,8 @@ class PriorCache:
         d = self.store_dir(source, image_size)
         shards_dir = d / "shards"
         stats: dict[str, Any] = {"rows": n, "computed": 0, "reused": 0, "recomputed_shards": 0}
-        with _locked(d):
+        d.mkdir(parents=True, exist_ok=True)
+        with FileLock(d / ".lock"):
             shards_dir.mkdir(parents=True, exist_ok=True)
             for tmp in shards_dir.glob(".tmp-*"):  # left by an interrupted build
                 shutil.rmtree(tmp, ignore_errors=True)

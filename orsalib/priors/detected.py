@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 from PIL import Image
 from torch.nn import functional as F
 
@@ -49,7 +50,6 @@ from ..models.detectors import FaceParser, LandmarkRegressor, normalize_images
 from ..paths import CACHE_DIR
 from ..registry import register_prior_source
 from ..utils import atomic_torch_save, atomic_write_json, load_error_text, resolve_device
-from .cache import _locked  # one folder lock for every cache of the workbook
 from .landmarks import file_sha1
 from .quality import landmark_nme, mean_iou
 from .sources import PriorSource
@@ -414,7 +414,8 @@ def load_or_train_detectors(
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     folder = Path(cache_root or DETECTOR_CACHE).expanduser() / synthfer_data_hash(root)
     wfile, jfile = folder / f"detectors-{s.key()}.pt", folder / f"detectors-{s.key()}.json"
-    with _locked(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / ".lock"):
         problem = ""
         if wfile.is_file() and jfile.is_file():
             try:

@@ -33,6 +33,7 @@ from ..models.mobilefacenet import MobileFaceNet
 from ..models.segface import SegFaceSwinB
 from .landmarks import LandmarkPredictor, preprocess_landmark_input
 from .parsing import ParserPredictor, preprocess_parser_input
+from .quality import landmark_nme  # the one NME, re-exported for the speed checks
 
 __all__ = [
     "PRECISIONS",
@@ -150,24 +151,6 @@ class FastParserPredictor(ParserPredictor):
 
 
 # ----------------------------------------------------------------------------- agreement with the fp32 output
-def landmark_nme(pred: np.ndarray, ref: np.ndarray, eyes: tuple[int, int] = (36, 45)) -> np.ndarray:
-    """Per-image NME of ``pred`` against ``ref``: mean point distance / inter-ocular distance of ``ref``.
-
-    Args:
-        pred: (B, 68, 2) landmarks (any consistent unit).
-        ref: (B, 68, 2) reference landmarks (e.g. the plain fp32 output).
-        eyes: the outer eye corners whose distance normalises (iBUG 300-W: 36 and 45).
-
-    Returns:
-        (B,) float64 fractions of the inter-ocular distance (0.005 = 0.5 %).
-    """
-    pred, ref = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
-    if pred.shape != ref.shape or pred.ndim != 3 or pred.shape[-1] != 2:
-        raise ValueError(f"landmark_nme needs two (B, L, 2) arrays of one shape, got {pred.shape} and {ref.shape}")
-    iod = np.linalg.norm(ref[:, eyes[0]] - ref[:, eyes[1]], axis=1)  # (B,)
-    return np.linalg.norm(pred - ref, axis=2).mean(axis=1) / np.maximum(iod, 1e-12)
-
-
 def parsing_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of pixels with the same label in two label maps (B, H, W)."""
     a, b = np.asarray(a), np.asarray(b)
