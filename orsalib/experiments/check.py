@@ -4,7 +4,9 @@ It checks, in order, and says what is wrong and how to fix it:
 
 1. the data: the dataset's layout, counts per split and class, the validation's problems;
 2. the prior weights: every file the prior source (and ``prior.mode="released"``'s in-model networks) reads is
-   present, loads as the network it should be, and its SHA-1;
+   present, loads as the network it should be, and its SHA-1; each line names the path really read and why that one
+   (given with ``--set`` / the config, or the default location under ``data/weights/``, ``$ORSA_DATA_DIR``): no
+   other place is searched;
 3. the device: CUDA or CPU, bf16 support, torch threads;
 4. the cost: one measured training step and one measured prior extraction on this machine, scaled to the run
    (epochs x images), and the peak memory of a step at the profile's batch size (extrapolated from batch 1 and 2).
@@ -30,7 +32,9 @@ from ..engine.evaluate import batch_to_device
 from ..engine.trainer import build_optimizer
 from ..losses import build_criterion
 from ..models import PRIOR_KEYS, model_meta
-from ..priors.landmarks import file_sha1
+from ..paths import DATA_DIR
+from ..priors.landmarks import DEFAULT_LANDMARK_WEIGHTS, file_sha1
+from ..priors.parsing import DEFAULT_PARSER_WEIGHTS
 from ..priors.sources import get_prior_source
 from ..registry import PRIOR_SOURCES
 from ..utils import resolve_device
@@ -91,6 +95,30 @@ def _weight_fields(cfg: RunConfig) -> list[str]:
     return fields_
 
 
+#: where a weights field is read when the config leaves it empty (the prior sources' and the models' default)
+DEFAULT_WEIGHTS: dict[str, Path] = {"landmark_weights": DEFAULT_LANDMARK_WEIGHTS,
+                                    "parser_weights": DEFAULT_PARSER_WEIGHTS}  # fmt: skip
+
+
+def weights_in_use(cfg: RunConfig, source: Any = None) -> dict[str, tuple[Path | None, str]]:
+    """``{field: (path, why)}`` for every weights file the run reads: the path the prior source really opened (or
+    will open) and why that path: "given" (the config / ``--set``) or "default location" (``data/weights/`` under
+    ``$ORSA_DATA_DIR``). No other place is looked at."""
+    opened = {}
+    for part in getattr(source, "parts", (source,)) if source is not None else ():
+        f, w = getattr(part, "weights_field", None), getattr(part, "weights", None)
+        if f and w:
+            opened[f] = Path(w)
+    out: dict[str, tuple[Path | None, str]] = {}
+    for f in _weight_fields(cfg):
+        given = getattr(cfg.prior, f, "") or ""
+        if given:
+            out[f] = (Path(given).expanduser(), "given")
+        else:
+            out[f] = (opened.get(f) or DEFAULT_WEIGHTS.get(f), f"default location, {DATA_DIR / 'weights'}")
+    return out
+
+
 def check_weights(cfg: RunConfig, report: CheckReport, device: torch.device) -> Any:
     """Every weights file the run reads: present, loadable as the right network, SHA-1. Returns the prior source."""
     source = None
@@ -100,14 +128,14 @@ def check_weights(cfg: RunConfig, report: CheckReport, device: torch.device) -> 
             getattr(part, "predictor", None)  # network sources load (strictly: the right network) their file here
     except (ValueError, FileNotFoundError) as e:
         report.problem(f"prior source {cfg.prior.source!r}: {' '.join(str(e).split())}")
-    for f in _weight_fields(cfg):
-        path = getattr(cfg.prior, f) or ""
-        if path and Path(path).is_file():
-            report.say(f"weights: prior.{f} = {path} (sha1 {file_sha1(Path(path))[:12]})")
-        elif path:
-            report.problem(f"weights: prior.{f} = {path} does not exist")
+    for f, (path, why) in weights_in_use(cfg, source).items():
+        if path is not None and path.is_file():
+            report.say(f"weights: prior.{f} = {path.absolute()} ({why}; sha1 {file_sha1(path)[:12]})")
+        elif path is not None:
+            report.problem(f"weights: prior.{f} = {path} ({why}) does not exist; see data/README.md, "
+                           f"'Prior-network weights', or pass --set prior.{f}=PATH")  # fmt: skip
         else:
-            report.say(f"weights: prior.{f} = default location (see data/README.md)")
+            report.problem(f"weights: prior.{f} has no default location; pass --set prior.{f}=PATH")
     if not cfg.model.backbone_weights and model_meta(cfg.model.name).get("image_size") == 224:
         report.say("  note: model.backbone_weights is empty: the IR-50 starts from random weights; the release "
                    "starts from the face-recognition ir50.pth (--set model.backbone_weights=data/weights/ir50.pth)")
