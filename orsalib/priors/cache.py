@@ -1,7 +1,8 @@
 """PriorCache: compute the frozen priors of a manifest once, store them on disk, read them memory-mapped.
 
 The released ORSANet recomputes its frozen prior networks on every forward pass (twice per step under SAM);
-the cache computes them once per image and once per flipped image (DESIGN.md: the main speed lever).
+the cache computes them once per image and once per flipped image, the main speed lever (docs/architecture.md,
+"The prior cache").
 
 Layout::
 

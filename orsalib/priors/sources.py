@@ -1,4 +1,4 @@
-"""Prior sources behind one interface (DESIGN.md "Prior sources"; contract in docs/contracts.md "Priors").
+"""Prior sources behind one interface (docs/architecture.md "Prior sources"; contract in docs/contracts.md "Priors").
 
 ``get_prior_source(prior_cfg, device) -> PriorSource`` looks ``prior_cfg.source`` up in the registry of prior sources
 (:data:`orsalib.registry.PRIOR_SOURCES`). Adding a source is one decorated class or function in one file:
