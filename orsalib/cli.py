@@ -262,6 +262,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     fig_path = out / "predictions.html"
     atomic_write_text(fig_path, res.figure.to_html(include_plotlyjs=True, full_html=True))
     print(f"{len(res.table)} images scored with {res.checkpoint} (epoch {res.epoch})")
+    if res.warning:
+        print(res.warning)
     print(res.table[["file", "predicted", "confidence"]].to_string(index=False, max_rows=20))
     print(f"-> {res.csv}\n-> {fig_path}")
     return 0

@@ -57,6 +57,29 @@ def test_predict_writes_a_csv_and_a_figure(outputs, tmp_path, capsys):
     probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
     assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert (outputs / "base" / "predict" / "predictions.html").stat().st_size > 1000
+    assert "warning: this model was trained on SynthFER" in out and "3 of 3 images are not SynthFER's" in out
+
+
+def test_no_synthfer_warning_on_synthfer_images_and_captions_on_two_lines(tmp_path):
+    from orsalib.experiments.deploy import caption, readable_captions, synthfer_warning
+
+    build = tmp_path / "s64_c7_x"
+    face = build / "valid" / "happiness" / "000001.png"
+    face.parent.mkdir(parents=True)
+    face.write_bytes(b"")
+    (build / "manifest.csv").write_text("path\n")
+    (build / "params.json").write_text('{"generator_version": 4}')
+    photo = tmp_path / "me.jpg"
+    assert synthfer_warning("synthfer", [face]) == ""
+    assert synthfer_warning("rafdb", [photo]) == ""
+    assert synthfer_warning("synthfer", [photo]).startswith("warning:") and "the image is" in synthfer_warning(
+        "synthfer", [photo])
+    text = caption("a_very_long_file_name_of_a_face.jpg", "happiness", 0.973)
+    assert text == "<b>happiness 97 %</b><br>a_very_long_file_na…"
+    from plotly.subplots import make_subplots
+
+    fig = readable_captions(make_subplots(rows=1, cols=2, subplot_titles=[text, text]))
+    assert fig.layout.margin.t >= 2 * fig.layout.annotations[0].font.size + 70
 
 
 def test_predict_after_ground_truth_priors_needs_a_detecting_source(outputs, tmp_path):

@@ -2,7 +2,9 @@
 
 - :func:`predict_images`: ``orsa predict --run-name R PATH...`` -> a CSV (file, predicted class, probability of each
   class) and an overlay figure (the face, its landmarks and parsing map as the model saw them, and the model's
-  attention where it has one).
+  attention where it has one; each caption the predicted class and its probability above the file's name, clear of
+  the face). A model trained on SynthFER that is shown other images gets a one-line warning
+  (:func:`synthfer_warning`): drawn faces teach nothing reliable about photographs.
 - :func:`export_model`: ``orsa export --run-name R --format torchscript|onnx`` -> one file whose inputs are the image
   and the prior tensors the model reads (in :data:`orsalib.models.PRIOR_KEYS` order), with a parity check against
   the PyTorch model (the largest absolute difference of the logits is printed and recorded).
@@ -75,6 +77,31 @@ def _batch(cfg: RunConfig, files: list[Path], source: Any) -> tuple[dict[str, to
     return batch, images
 
 
+def is_synthfer_image(path: str | Path) -> bool:
+    """True for an image of a SynthFER build: a folder above it (``<build>/<split>/<class>/file``) holds the build's
+    ``manifest.csv`` and a ``params.json`` with its ``generator_version``."""
+    for folder in list(Path(path).resolve().parents)[:4]:
+        params = folder / "params.json"
+        if params.is_file() and (folder / "manifest.csv").is_file():
+            try:
+                return "generator_version" in params.read_text(encoding="utf-8")
+            except OSError:
+                return False
+    return False
+
+
+def synthfer_warning(dataset: str, files: Sequence[str | Path]) -> str:
+    """One line when a model trained on SynthFER is shown images that are not SynthFER's (else "")."""
+    if dataset != "synthfer":
+        return ""
+    other = [f for f in files if not is_synthfer_image(f)]
+    if not other:
+        return ""
+    which = "the image is" if len(files) == 1 else f"{len(other)} of {len(files)} images are"
+    return (f"warning: this model was trained on SynthFER (drawn faces) and {which} not SynthFER's: its labels and "
+            "confidences on real photographs mean little; train on a real dataset (README, 'Your own dataset')")
+
+
 @dataclass
 class Predictions:
     """What :func:`predict_images` wrote."""
@@ -84,6 +111,7 @@ class Predictions:
     figure: Any
     checkpoint: str
     epoch: int
+    warning: str = ""  # one line for the user ("" when none), e.g. :func:`synthfer_warning`
 
 
 def predict_images(
@@ -128,7 +156,8 @@ def predict_images(
     out.mkdir(parents=True, exist_ok=True)
     csv = atomic_write_text(out / "predictions.csv", table.to_csv(index=False))
     fig = _overlay(model, cfg, shown, files, names, dev)
-    return Predictions(table, csv, fig, str(getattr(model, "checkpoint_path", "")), int(model.checkpoint_epoch))
+    return Predictions(table, csv, fig, str(getattr(model, "checkpoint_path", "")), int(model.checkpoint_epoch),
+                       warning=synthfer_warning(cfg.data.dataset, files))  # fmt: skip
 
 
 def _overlay(model: nn.Module, cfg: RunConfig, shown: tuple, files: list[Path], names: list[str], dev: Any) -> Any:
@@ -140,10 +169,28 @@ def _overlay(model: nn.Module, cfg: RunConfig, shown: tuple, files: list[Path], 
         att = attention_maps(model, sub, image_size=cfg.data.image_size, device=dev)  # None: the model has none
     except (ValueError, RuntimeError, KeyError, AttributeError):
         att = None
-    titles = [f"{files[i].name}: {names[int(probs[i].argmax())]} {100 * probs[i].max():.0f}%" for i in range(n)]
+    titles = [caption(files[i].name, names[int(probs[i].argmax())], float(probs[i].max())) for i in range(n)]
     rows = [att] if att is not None else []
-    return overlay_figure(images[:n], rows, titles=titles, row_names=["attention"][: len(rows)],
-                          title="Predictions (landmark-query attention over the image, where the model has it)")
+    fig = overlay_figure(images[:n], rows, titles=titles, row_names=["attention"][: len(rows)],
+                         title="Predictions (landmark-query attention over the image, where the model has it)")
+    return readable_captions(fig)
+
+
+def caption(file_name: str, label: str, p: float, width: int = 20) -> str:
+    """A column's caption on two short lines: the class and its probability (bold), then the file name (cut to
+    ``width`` characters), so that neighbouring captions never run into each other."""
+    name = file_name if len(file_name) <= width else file_name[: width - 1] + "…"
+    return f"<b>{label} {100 * p:.0f} %</b><br>{name}"
+
+
+def readable_captions(fig: Any, font_size: int = 11) -> Any:
+    """Room above the first row for two-line captions (and the figure's title above them): the captions sit in the
+    top margin, clear of the faces."""
+    fig.update_annotations(font_size=font_size, yshift=2)
+    top = 70 + 2 * (font_size + 4)
+    fig.update_layout(margin={**fig.layout.margin.to_plotly_json(), "t": top}, height=(fig.layout.height or 0) + 30,
+                      title={"y": 0.99, "yanchor": "top"})  # fmt: skip
+    return fig
 
 
 # ----------------------------------------------------------------------------- export
