@@ -184,6 +184,22 @@ def test_quality_tables_per_occluder(build, tmp_path):
     assert row["diff"] == 0 and not row["worse"]
 
 
+def test_compare_sources_summary_and_detected_source(build):
+    from orsalib.priors import quality as pq
+
+    _, m = build
+    ev = m[m["split"].isin(["valid", "valid_occluded"])].reset_index(drop=True)
+    cmp = pq.compare_sources(ev, ["oracle", "oracle"], 32, {"batch_size": 8})
+    assert set(cmp) == {"sources", "stores", "samples", "quality", "effect"} and list(cmp["stores"]) == ["oracle"]
+    assert np.allclose(cmp["samples"]["nme"], 0) and (cmp["quality"]["source"] == "oracle").all()
+    assert {"nme", "nme_visible", "nme_hidden", "miou"} <= set(cmp["effect"]["metric"])
+    text = pq.occlusion_effect_summary(cmp["effect"], "oracle")
+    assert text.startswith("oracle: clean -> occluded, same faces: nme 0.000 -> 0.000") and "no single occluder" in text
+    assert pq.detected_source(["oracle", "mobilefacenet", "segface"], "segface") == "segface"
+    assert pq.detected_source(["oracle", "mobilefacenet"], "oracle") == "mobilefacenet"
+    assert pq.detected_source(["oracle"], "oracle") is None
+
+
 def test_occlusion_effect_on_known_differences():
     rng = np.random.default_rng(0)
     n = 40

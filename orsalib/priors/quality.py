@@ -36,11 +36,14 @@ from .parsing import LAPA_CLASSES, rasterize_parsing
 
 __all__ = [
     "cache_report",
+    "compare_sources",
+    "detected_source",
     "has_ground_truth",
     "landmark_nme",
     "mean_iou",
     "occluder_quality",
     "occlusion_effect",
+    "occlusion_effect_summary",
     "parsing_iou",
     "prior_quality_table",
     "quality_headline",
@@ -343,6 +346,64 @@ def quality_headline(
             if metric in rows.columns and split in rows.index and np.isfinite(rows.at[split, metric]):
                 out[f"{prefix}_{metric}_{tag}"] = round(float(rows.at[split, metric]), digits)
     return out
+
+
+def compare_sources(
+    manifest: pd.DataFrame,
+    names: Sequence[str],
+    image_size: int,
+    prior_cfg: Mapping[str, Any] | None = None,
+    device: Any = "cpu",
+    splits: Sequence[str] = ("valid", "valid_occluded"),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Each named prior source on the same SynthFER faces against their ground truth (notebook 20).
+
+    The priors of every source are computed once through the prior cache; returns ``{"sources", "stores",
+    "samples"}`` (:func:`sample_quality`), ``"quality"`` (:func:`occluder_quality`) and ``"effect"``
+    (:func:`occlusion_effect` of NME on all / visible / hidden landmarks and mIoU).
+
+    Args:
+        manifest: SynthFER rows of the compared splits.
+        names: prior source names (``oracle``, ``mobilefacenet``, ``landmark-parsing``, ...).
+        image_size: model input side at which parsing maps are compared.
+        prior_cfg: prior settings shared by every source (``landmark_weights``, ``batch_size``).
+        device: where the prior networks run.
+        splits: the clean and the occluded split.
+        seed: seed of the bootstrap.
+    """
+    from .cache import PriorCache  # cache -> fast -> this module: imported on use
+    from .sources import get_prior_source
+
+    sources, stores = {}, {}
+    for name in dict.fromkeys(names):
+        pcfg = {**(prior_cfg or {}), "source": name}
+        sources[name] = get_prior_source(pcfg, device)
+        stores[name] = PriorCache().ensure(manifest, pcfg, image_size, device, source=sources[name])
+    samples = sample_quality(manifest, stores, image_size, splits=splits)
+    return {"sources": sources, "stores": stores, "samples": samples, "quality": occluder_quality(samples),
+            "effect": occlusion_effect(samples, metrics=("nme", "nme_visible", "nme_hidden", "miou"), seed=seed)}
+
+
+def detected_source(names: Sequence[str], configured: str) -> str | None:
+    """The compared source that stands for detected priors: the configured one unless it is ``oracle``, else the
+    first non-oracle source; None when every source is ``oracle``."""
+    others = [n for n in names if n != "oracle"]
+    return configured if configured in others else next(iter(others), None)
+
+
+def occlusion_effect_summary(effect: pd.DataFrame, source: str) -> str:
+    """Two lines on a source: NME and mIoU clean -> occluded on the same faces (difference, 95% CI, p), and the
+    occluders under which it is measurably worse (the 95% CI entirely on the worse side)."""
+    mine = effect[effect["source"] == source]
+    e = mine[mine["occluder"] == "all"].set_index("metric")
+    parts = [f"{m} {e.at[m, 'clean']:.3f} -> {e.at[m, 'occluded']:.3f} ({e.at[m, 'diff']:+.3f}, 95% CI "
+             f"[{e.at[m, 'ci_low']:+.3f}, {e.at[m, 'ci_high']:+.3f}], p={e.at[m, 'p']:.3g})"
+             for m in ("nme", "miou") if m in e.index and e.at[m, "n"] > 0]  # fmt: skip
+    worse = mine[mine["worse"].fillna(False).astype(bool) & (mine["occluder"] != "all")]
+    by_occ = worse.groupby("occluder")["metric"].agg(", ".join)
+    return (f"{source}: clean -> occluded, same faces: " + "; ".join(parts) + "\n  measurably worse (95% CI) under: "
+            + ("; ".join(f"{o} ({m})" for o, m in by_occ.items()) or "no single occluder"))
 
 
 def has_ground_truth(manifest: pd.DataFrame) -> bool:
