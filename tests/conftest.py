@@ -18,3 +18,15 @@ def shared():
     if p is None:
         pytest.skip("../shared is not present (development data); skipping")
     return p
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small CPU workloads: one intra-op thread (avoids OpenMP oversubscription on shared CI machines); a module
+    asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

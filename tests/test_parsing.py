@@ -13,14 +13,7 @@ from reference_tools import assert_matches_reference, synthetic_subdict
 from orsalib.models.segface import SegFaceSwinB
 from orsalib.paths import shared_path
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU workloads: one intra-op thread (avoids OpenMP oversubscription on shared CI machines)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

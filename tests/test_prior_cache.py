@@ -26,13 +26,7 @@ from orsalib.priors.sources import (
 SIZE = 40  # model input side of these tests
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small CPU workloads: one intra-op thread (avoids OpenMP oversubscription on shared CI machines)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

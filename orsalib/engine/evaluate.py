@@ -575,23 +575,15 @@ def occlusion_sweep(
     models: Mapping[str, nn.Module],
     manifest: pd.DataFrame,
     cfg: RunConfig,
-    ratios: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
-    kinds: Sequence[str] = ("rectangle",),
-    seed: int = 0,
     *,
-    semantic: Sequence[str] = (),
-    semantic_ratio: float | None = None,
-    real: bool | Sequence[str] = True,
-    list_files: Mapping[str, str | Path] | None = None,
-    data: Any = None,
+    seed: int = 0,
     conditions: Sequence[EvalCondition] | None = None,
     n_boot: int = 1000,
     device: str | torch.device = "auto",
     forwards: Mapping[str, Forward] | None = None,
-    max_samples: int | None = None,
-    out_dir: str | Path | None = None,
     progress: bool = False,
     return_details: bool = False,
+    **condition_kw: Any,
 ) -> pd.DataFrame | SweepResult:
     """Evaluate several models on the same validation set under artificial occlusion (paper Tables 3-4).
 
@@ -605,7 +597,10 @@ def occlusion_sweep(
         models: ``{name: model}`` (workbook contract ``forward(image, priors) -> {"logits", ...}``).
         manifest: the dataset manifest.
         cfg: the run config (``orsalib.config.RunConfig``).
+        seed: seed of the occlusion masks and of the bootstrap.
         conditions: prebuilt conditions (:func:`build_conditions`) to reuse across calls.
+        condition_kw: what :func:`build_conditions` takes to build them otherwise (``ratios``, ``kinds``,
+            ``semantic``, ``semantic_ratio``, ``real``, ``list_files``, ``data``, ``out_dir``, ``max_samples``).
         n_boot: bootstrap resamples for the 95% CI of the accuracy (0 = none).
         forwards: optional ``{name: forward(model, batch)}`` for models outside the contract.
         return_details: return a :class:`SweepResult` instead of the long frame.
@@ -618,11 +613,7 @@ def occlusion_sweep(
     if not models:
         raise ValueError("occlusion_sweep needs at least one model ({name: model})")
     if conditions is None:
-        conditions = build_conditions(
-            manifest, cfg, ratios, kinds, seed, semantic=semantic, semantic_ratio=semantic_ratio, real=real,
-            list_files=list_files, data=data, out_dir=out_dir, device=device, max_samples=max_samples,
-            progress=progress,
-        )  # fmt: skip
+        conditions = build_conditions(manifest, cfg, seed=seed, device=device, progress=progress, **condition_kw)
     long, preds = evaluate_conditions(
         models, conditions, cfg.data.num_classes, device=device, n_boot=n_boot, seed=seed, forwards=forwards,
         progress=progress,

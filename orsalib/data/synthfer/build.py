@@ -222,15 +222,10 @@ def _build_chunk(
 def build_synthfer(
     root: str | Path | None = None,
     *,
-    size: int = 112,
-    train_per_class: int = 400,
-    val_per_class: int = 100,
-    num_classes: int = 7,
-    occlusion_prob: float = 0.5,
-    seed: int = 0,
     force: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
     """Generate SynthFER on disk (idempotent) and return its manifest.
 
@@ -249,16 +244,13 @@ def build_synthfer(
 
     Args:
         root: output folder; None = ``outputs/cache/synthfer/<hash of the settings>``.
-        size: image side in pixels.
-        train_per_class: training images per class.
-        val_per_class: validation images per class (clean; the occluded split has as many).
-        num_classes: 7 or 8 (+ contempt).
-        occlusion_prob: fraction of training faces with an occluder.
-        seed: dataset seed.
         force: rebuild even when a complete build exists.
         progress: show a progress bar.
         workers: processes that render and write images (the bytes do not depend on it); None = every core
             (at most 8) for builds of 512 images or more, one process below that.
+        settings: those of :func:`synthfer_params` (``size``, ``train_per_class``, ``val_per_class`` (clean; the
+            occluded split has as many), ``num_classes`` (7, or 8 with contempt), ``occlusion_prob`` (fraction of
+            training faces with an occluder), ``seed``).
 
     Returns:
         the manifest (columns :data:`MANIFEST_COLUMNS`).
@@ -267,7 +259,8 @@ def build_synthfer(
 
     from ...utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-    params = synthfer_params(size, train_per_class, val_per_class, num_classes, occlusion_prob, seed)
+    params = synthfer_params(**settings)
+    size, num_classes = params["size"], params["num_classes"]
     _resolve_workers(workers, 0)
     root = Path(root).expanduser().resolve() if root else default_root(params)
     if root.exists() and not root.is_dir():
