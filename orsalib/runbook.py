@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -236,11 +237,50 @@ def _terminal_text(text: str) -> str:
     return "\n".join(lines)
 
 
+#: one frame of a progress bar: "desc:  45%|####      | 38/84 [...]" (group 1: the description)
+_BAR_FRAME = re.compile(r"^(.*?):?\s*(\d+)%\|")
+
+
+def _merge_streams(outputs: list[dict]) -> list[dict]:
+    """Consecutive stream outputs of the same stream joined into one (text as one string)."""
+    merged: list[dict] = []
+    for o in outputs:
+        if o.get("output_type") == "stream":
+            text = o.get("text", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            prev = merged[-1] if merged else None
+            if prev is not None and prev.get("output_type") == "stream" and prev.get("name") == o.get("name"):
+                prev["text"] += text
+                continue
+            o = {**o, "text": text}
+        merged.append(o)
+    return merged
+
+
+def _superseded_frames(outputs: list[dict]) -> set[int]:
+    """Indices of stream outputs that are one unfinished frame of a bar redrawn later in the cell (between them other
+    output was printed, so the frames did not merge): a terminal would show only the bar's latest frame."""
+    seen: set[tuple[str, str]] = set()
+    drop: set[int] = set()
+    for i in range(len(outputs) - 1, -1, -1):
+        o = outputs[i]
+        lines = o.get("text", "").strip("\n").split("\n") if o.get("output_type") == "stream" else []
+        m = _BAR_FRAME.match(lines[0]) if len(lines) == 1 else None
+        if m is None:
+            continue
+        key = (str(o.get("name")), m.group(1).strip())
+        if key in seen and int(m.group(2)) < 100:
+            drop.add(i)
+        seen.add(key)
+    return drop
+
+
 def tidy_outputs(executed: Path) -> int:
     """Rewrite an executed notebook's stream outputs as a terminal would show them: consecutive outputs of one
-    stream (stdout / stderr) of a cell in one block, carriage-return redraws resolved to their last frame, blank
-    blocks dropped. Other outputs (figures, tables, errors) are kept as they are. Returns the number of stream blocks
-    removed. A notebook that cannot be read is left alone."""
+    stream (stdout / stderr) of a cell in one block, carriage-return redraws resolved to their last frame, an
+    unfinished bar frame dropped where the same bar is redrawn later in the cell, blank blocks dropped. Other outputs
+    (figures, tables, errors) are kept as they are. Returns the number of stream blocks removed. A notebook that
+    cannot be read is left alone."""
     try:
         nb = json.loads(Path(executed).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -249,25 +289,16 @@ def tidy_outputs(executed: Path) -> int:
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code" or not cell.get("outputs"):
             continue
-        merged: list[dict] = []
-        for o in cell["outputs"]:
-            if o.get("output_type") == "stream":
-                text = o.get("text", "")
-                text = "".join(text) if isinstance(text, list) else str(text)
-                prev = merged[-1] if merged else None
-                if prev is not None and prev.get("output_type") == "stream" and prev.get("name") == o.get("name"):
-                    prev["text"] += text
-                    continue
-                o = {**o, "text": text}
-            merged.append(o)
         kept = []
-        for o in merged:
+        for o in _merge_streams(cell["outputs"]):
             if o.get("output_type") == "stream":
                 o["text"] = _terminal_text(o["text"])
                 if not o["text"].strip():
                     continue
                 o["text"] = o["text"].strip("\n") + "\n"
             kept.append(o)
+        drop = _superseded_frames(kept)
+        kept = _merge_streams([o for i, o in enumerate(kept) if i not in drop])
         removed += len(cell["outputs"]) - len(kept)
         cell["outputs"] = kept
     atomic_write_text(Path(executed), json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

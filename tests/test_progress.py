@@ -57,6 +57,22 @@ def test_tidy_keeps_the_last_frame_of_a_bar_and_merges_blocks(tmp_path):
     assert progress_displays(nb) == ["priors: 100%|###| 84/84"]
 
 
+def test_tidy_drops_unfinished_frames_of_a_bar_redrawn_between_prints(tmp_path):
+    nb = make_notebook(tmp_path / "10_y.ipynb", ["pass"])
+    data = json.loads(nb.read_text())
+    outs = []
+    for k in range(3):
+        outs += [{"output_type": "stream", "name": "stderr", "text": f"\rstudy:  {33 * k}%|#  | {k}/3"},
+                 {"output_type": "stream", "name": "stdout", "text": f"run {k} done\n"}]  # fmt: skip
+    outs.append({"output_type": "stream", "name": "stderr", "text": "\rstudy: 100%|###| 3/3\n"})
+    data["cells"][-1]["outputs"] = outs
+    nb.write_text(json.dumps(data))
+    runbook.tidy_outputs(nb)
+    outs = json.loads(nb.read_text())["cells"][-1]["outputs"]
+    assert [o["text"] for o in outs] == ["run 0 done\nrun 1 done\nrun 2 done\n", "study: 100%|###| 3/3\n"]
+    assert progress_displays(nb) == ["study: 100%|###| 3/3"]
+
+
 def test_one_bar_per_training_interactively(monkeypatch, tmp_path):
     """Outside a headless run a training shows one bar (over the steps of every epoch), not one per epoch."""
     from orsalib.config import load_profile
