@@ -17,7 +17,7 @@ prior sources: a ``PriorSource`` subclass or ``factory(prior_cfg, device) -> Pri
 Each registry knows the module(s) that hold its built-in entries (``providers``) and imports them the first time a
 name is looked up, so :mod:`orsalib.config` can validate names against the registry without importing torch-heavy
 modules at import time, and without an import arrow from the bottom of the package to the top.
-Models have their own registry with the same shape (:mod:`orsalib.models._registry`).
+Models are registered the same way (:data:`orsalib.models._registry.MODELS`).
 """
 
 from __future__ import annotations
