@@ -55,6 +55,7 @@ def test_paper_baseline_in_the_header_and_the_mde_explained(run):
 
 
 def test_paper_baseline_of_a_claim():
-    assert paper_baseline({"paper": "92.28 vs 88.90 (RAN)"}) == "RAN"
-    assert paper_baseline({"paper": "92.28 vs 92.21 (POSTER V2, the strongest of 7 other methods)"}) == "POSTER V2"
-    assert paper_baseline({"paper": "full 92.28, without MCM 91.50"}) == ""
+    assert paper_baseline({"table": "Table 2", "paper": "92.28 vs 88.90 (RAN)"}) == "RAN"
+    assert paper_baseline({"table": "Table 4", "paper": "87.75 vs 86.8 (POSTER V2, the strongest of 7 others)"}) == (
+        "POSTER V2")
+    assert paper_baseline({"table": "Table 6", "paper": "92.28 vs 91.50 (full vs w/o MCM)"}) == ""

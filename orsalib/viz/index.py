@@ -234,10 +234,16 @@ MDE_LINE = (
 )
 
 
+#: the paper tables whose claims compare ORSANet with another method (the others: a model with and without a part)
+BASELINE_TABLES: tuple[str, ...] = ("Table 2", "Table 3", "Table 4")
+
+
 def paper_baseline(row: dict[str, Any]) -> str:
     """The method the paper's Δ of a claim is taken against, from the claim's ``paper`` text (``"92.28 vs 88.90
     (RAN)"`` -> ``RAN``; ``"... (POSTER V2, the strongest of 7 other methods; ...)"`` -> ``POSTER V2``); "" when the
-    text names none (Tables 6-8 compare a model with itself)."""
+    text names none; Tables 6-8 compare a model with itself, so only Tables 2-4 have one."""
+    if str(row.get("table", "")) not in BASELINE_TABLES:
+        return ""
     m = re.search(r"\bvs\s+[-+\d.]+\s*\(([^,;()]+)", str(row.get("paper") or ""))
     return m.group(1).strip() if m else ""
 
