@@ -14,7 +14,7 @@ DATA_ROOT ?=
 ONLY ?=
 PYTEST_ARGS ?=
 
-.PHONY: reproduce test install lint clean-outputs lab check bench
+.PHONY: reproduce test install lint clean-outputs lab check bench readme
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(VENV)/.installed
 # JupyterLab refuses to start as root without --allow-root (containers often run as root): added only then
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# the README's numbers from finished runs (RUNS="default seed1"), or from the committed snapshot (no RUNS)
+readme: $(VENV)/.installed
+	$(BIN)/python -m orsalib.viz.readme $(if $(RUNS),--runs $(RUNS),--render-only)
 
 clean-outputs:
 	rm -rf outputs/*/
