@@ -5,24 +5,26 @@ Contract for every model the workbook trains: ``forward(image, priors=None) -> d
 ``"logits"`` (B, C); optional ``"features"`` (B, D) and model-specific extras (``"alphas"`` for RAN,
 ``"attn"`` for attention maps). ``priors`` is a dict of tensors keyed by
 ``orsalib.models.PRIOR_KEYS``; models that use no priors ignore it.
-Plain ``nn.Module`` classifiers (timm models) are adapted with :class:`LogitsOnly`.
+Plain ``nn.Module`` classifiers (timm models) are adapted with :class:`orsalib.models.baselines.LogitsOnly`.
+Importing this module imports no torch (:mod:`orsalib.config` validates model names with it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from ..registry import Registry
 
 PRIOR_KEYS: tuple[str, ...] = ("landmarks", "landmark_features", "parsing", "parser_features")
 
 #: the model registry (the one mechanism of :mod:`orsalib.registry`); its providers are the model files
-MODELS = Registry("model", providers=tuple(f"orsalib.models.{m}" for m in ("orsanet", "ran", "gfnet",
-                                                                           "spectralformer", "baselines")))
+MODELS = Registry(
+    "model", providers=tuple(f"orsalib.models.{m}" for m in ("orsanet", "ran", "gfnet", "spectralformer", "baselines"))
+)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None, **meta: Any):
@@ -55,14 +57,3 @@ def model_doc(name: str) -> str:
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered model by name, with keyword overrides of its config."""
     return MODELS.get(name)(**overrides)
-
-
-class LogitsOnly(nn.Module):
-    """Adapt a plain classifier ``f(x) -> logits`` to the workbook contract ``f(x, priors) -> {"logits"}``."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor, priors: dict | None = None) -> dict[str, torch.Tensor]:
-        return {"logits": self.net(image)}

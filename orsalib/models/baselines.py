@@ -88,4 +88,23 @@ def resnet18_cpu(**overrides: Any) -> nn.Module:
     return TimmClassifier("resnet18", **kw)
 
 
-__all__ = ["TimmClassifier", "baseline_cpu", "baseline_for", "baseline_ir50", "baseline_tiny", "resnet18_cpu"]
+class LogitsOnly(nn.Module):
+    """Adapt a plain classifier ``f(x) -> logits`` to the workbook contract ``f(x, priors) -> {"logits"}``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, priors: dict | None = None) -> dict[str, torch.Tensor]:
+        return {"logits": self.net(image)}
+
+
+__all__ = [
+    "LogitsOnly",
+    "TimmClassifier",
+    "baseline_cpu",
+    "baseline_for",
+    "baseline_ir50",
+    "baseline_tiny",
+    "resnet18_cpu",
+]

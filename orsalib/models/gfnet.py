@@ -196,7 +196,7 @@ def gfnet_cifar_tiny(**overrides) -> GFNet:
 def _crossvit(**kwargs) -> nn.Module:
     from timm.models.crossvit import CrossVit
 
-    from ._registry import LogitsOnly
+    from .baselines import LogitsOnly
 
     return LogitsOnly(CrossVit(**kwargs))
 
@@ -238,7 +238,7 @@ def crossvit_tiny_240(**overrides) -> nn.Module:
     weights are never downloaded at run time; load a local checkpoint yourself for ImageNet fine-tuning."""
     import timm
 
-    from ._registry import LogitsOnly
+    from .baselines import LogitsOnly
 
     overrides.pop("pretrained", None)
     return LogitsOnly(timm.create_model("crossvit_tiny_240", pretrained=False, **overrides))

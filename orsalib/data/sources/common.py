@@ -169,5 +169,3 @@ def _numeric_folders(root: Path) -> set[str]:
         if sd.is_dir() and _split_name(sd.name):
             out |= {cd.name for cd in sd.iterdir() if cd.is_dir() and cd.name.isdigit()}
     return out
-
-

@@ -248,5 +248,3 @@ def load_ferplus(root: str | Path, cache_dir: str | Path | None = None) -> tuple
         lab = int(labels[i])
         rows.append({"path": path, "label": lab, "label_name": L.EMOTIONS[lab], "split": split})
     return _frame(rows, "ferplus"), info
-
-

@@ -124,7 +124,6 @@ def load_affectnet(root: str | Path, label_map: dict | None = None) -> tuple[pd.
     return _frame(rows, "affectnet"), {"ignored_non_expression": ignored}
 
 
-
 # ============================================================================= Occlu-FER / generic
 def load_occlufer(root: str | Path, label_map: dict | None = None) -> pd.DataFrame:
     """Occlu-FER (ORSANet): ImageFolder ``train/<class>/``, ``valid/`` or ``test/<class>/`` with 8 named classes."""
@@ -178,5 +177,3 @@ def filter_by_list(manifest: pd.DataFrame, list_file: str | Path, tag_column: st
     out.attrs["filter_missing"] = sorted(set(wanted) - set(keys[mask]))
     out.attrs["filter_list"] = str(list_file)
     return out
-
-

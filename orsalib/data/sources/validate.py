@@ -431,5 +431,3 @@ def write_validation_report(manifest: pd.DataFrame | dict[str, Any], folder: str
                 report.setdefault(key, manifest.attrs[key])
     report.setdefault("validated", True)
     return atomic_write_json(Path(folder) / name, report)
-
-

@@ -613,5 +613,3 @@ def face_geometry(
     pts = basis @ np.array([coef[n] for n in _COEFS])  # (N, 2)
     lm = np.concatenate([pts[slices[n]] for n in _LM_ORDER])  # (68, 2)
     return {"points": pts, "slices": slices, "landmarks": lm, "coefficients": coef, "smirk_side": smirk_side}
-
-

@@ -372,5 +372,3 @@ def paint_occluder(
     """
     painter = registry.OCCLUDERS.get(kind)
     painter(OccluderCanvas(image, mask, frame, scale), rng, idn)
-
-

@@ -321,5 +321,3 @@ def _clutter(size: int, rng: np.random.Generator) -> Image.Image:
         else:
             d.line([x0, y0, x1, y1], fill=cols[k], width=max(1, int(r[5] * size / 20)))
     return img
-
-

@@ -151,5 +151,3 @@ def render_sample(
         intensity=intensity,
         identity=identity,
     )
-
-
