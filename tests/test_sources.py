@@ -67,6 +67,18 @@ def test_imagefolder_named(tmp_path):
     assert m.attrs["validation"]["converted_to_rgb"] == {}
 
 
+def test_validation_table_and_manifest_result(tmp_path):
+    root = make_imagefolder(tmp_path / "ds", NAMED_7)
+    m = S.load_manifest(DataConfig(dataset="imagefolder", data_root=str(root), num_classes=7), cache_file=None)
+    table = S.validation_table(m.attrs["validation"]).set_index("item")["value"]
+    assert table["images"] == 28 and table["problems"] == 0 and table["warnings"] == "none"
+    res = S.manifest_result(m, "imagefolder")
+    assert res == {"dataset": "imagefolder", "images": 28, "images_train": 14, "images_valid": 14, "classes": 7,
+                   "problems": 0, "dropped": 0, "overlap_train_eval": 0}  # fmt: skip
+    m["occluded"] = [i % 2 for i in range(len(m))]
+    assert S.manifest_result(m, "x")["occluded_fraction_train"] == 0.5
+
+
 def test_imagefolder_label_map(tmp_path):
     classes = {f"c{i}": "" for i in range(7)}
     root = make_imagefolder(tmp_path / "ds", classes)

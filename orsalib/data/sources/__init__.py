@@ -49,7 +49,14 @@ from .manifest import (
     save_manifest,
     synthfer_manifest,
 )
-from .validate import inspect_files, validate_manifest, validation_summary, write_validation_report
+from .validate import (
+    inspect_files,
+    manifest_result,
+    validate_manifest,
+    validation_summary,
+    validation_table,
+    write_validation_report,
+)
 
 __all__ = [
     "DatasetError",
@@ -75,6 +82,7 @@ __all__ = [
     "load_manifest",
     "load_occlufer",
     "load_rafdb",
+    "manifest_result",
     "occlufer_manifest",
     "oracle_reader",
     "rafdb_manifest",
@@ -84,5 +92,6 @@ __all__ = [
     "synthfer_manifest",
     "validate_manifest",
     "validation_summary",
+    "validation_table",
     "write_validation_report",
 ]

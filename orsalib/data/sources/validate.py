@@ -382,6 +382,29 @@ def _cross_split_duplicates(m: pd.DataFrame, examples: int = 20) -> dict[str, An
             "cross_split_examples": ex}  # fmt: skip
 
 
+def validation_table(report: dict[str, Any]) -> pd.DataFrame:
+    """The validation report as an ``item, value`` table (images, dropped, problems, train/eval overlap, RGB
+    conversions, warnings): notebook 10's summary."""
+    return pd.DataFrame({"item": ["images", "dropped (on_bad=skip)", "problems", "train/eval content overlap",
+                                  "converted to RGB", "warnings"],
+                         "value": [report["rows_out"], report["dropped"], report["problems_total"],
+                                   report["overlap_train_eval"], sum(report["converted_to_rgb"].values()),
+                                   "; ".join(report["warnings"]) or "none"]})  # fmt: skip
+
+
+def manifest_result(manifest: pd.DataFrame, dataset: str) -> dict[str, Any]:
+    """The headline numbers of a validated manifest (``attrs["validation"]``): images per split, classes, problems,
+    dropped rows, train/eval overlap and, when tagged, the occluded fraction of the training split."""
+    report = manifest.attrs["validation"]
+    out: dict[str, Any] = {"dataset": dataset, "images": int(len(manifest)),
+                           **{f"images_{s}": int(n) for s, n in manifest.groupby("split").size().items()},
+                           "classes": int(manifest["label"].nunique()), "problems": int(report["problems_total"]),
+                           "dropped": int(report["dropped"]), "overlap_train_eval": int(report["overlap_train_eval"])}
+    if "occluded" in manifest.columns:
+        out["occluded_fraction_train"] = round(float(manifest.loc[manifest["split"] == "train", "occluded"].mean()), 4)
+    return out
+
+
 def validation_summary(report: dict[str, Any]) -> str:
     """One line for stdout: images per split, files skipped (by reason), images shared across splits, warnings."""
     splits = report.get("split_counts") or {s: sum(c.values()) for s, c in report.get("class_counts", {}).items()}
