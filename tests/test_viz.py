@@ -52,6 +52,10 @@ def test_plotly_writes_the_static_copies_or_says_why_not():
     im = _decode(png)
     assert (im.width, im.height) == (400, 300) and _ink(im) > 0.02
     assert b"<svg" in svg[:400]
+    long = style.finish(go.Figure(go.Bar(y=[1]), layout=dict(width=600, height=300, title=style.title(
+        "A title", dataset="d", split="s", profile="smoke"))), "smoke")  # three lines of title
+    top = np.asarray(_decode(viz.static_image(long, scale=1.0)).convert("L"))[:4]
+    assert (top > 200).all(), "the title's first line is cut at the top"
 
 
 def test_every_library_figure_builder_renders():

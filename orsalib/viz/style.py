@@ -114,7 +114,7 @@ def finish(fig: Any, profile: str | None = None) -> Any:
         width = lay.width or 700
         new = wrap_title(text, width)
         lines = new.count("<br>") + 1
-        fig.update_layout(title=dict(text=new, x=0.01, xanchor="left", y=0.98, yanchor="top"))
+        fig.update_layout(title=dict(text=new, x=0.01, xanchor="left", y=None, yanchor="auto"))  # centred in the margin
         top = lay.margin.t if lay.margin.t is not None else 100
         need = 34 + 22 * lines
         if top < need:
