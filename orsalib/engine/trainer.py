@@ -148,7 +148,22 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         return None
     if amp == "fp16":
         return torch.float16
+    if device.type == "cpu":
+        _note_emulated_bf16()
     return torch.bfloat16
+
+
+_BF16_NOTED: list[bool] = []
+
+
+def _note_emulated_bf16() -> None:
+    """One line, once per process, where bf16 autocast runs on a CPU without bf16 instructions (slower than fp32)."""
+    from ..priors.fast import bf16_native
+
+    if not _BF16_NOTED and not bf16_native("cpu"):
+        _BF16_NOTED.append(True)
+        print("train.amp=bf16 on a CPU without avx512_bf16 / amx_bf16: emulated, likely slower than fp32 "
+              "(--set train.amp=none)", flush=True)  # fmt: skip
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -403,6 +418,36 @@ def train_step(st: StepState, batch: dict, epoch: int, step: int = 0) -> tuple[d
     return parts, logits
 
 
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor's CPU backend would use (``$CXX``, else ``g++`` / ``c++`` / ``clang++``), or None."""
+    import shutil
+
+    for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def compile_for_training(model: nn.Module, device: torch.device) -> nn.Module:
+    """``torch.compile(model)``, or ``model`` itself with one printed line where it cannot be compiled (a CPU device
+    without a C++ compiler for inductor's CPU backend).
+
+    On a CPU the kernels are compiled in this process (``compile_threads=1`` unless ``TORCHINDUCTOR_COMPILE_THREADS``
+    says otherwise): with inductor's pool of compile workers beside it, the training steps after the compilation ran
+    several times slower on the 2-core machine (docs/speed.md).
+    """
+    if device.type == "cpu":
+        if cpp_compiler() is None:
+            print("train.compile: no C++ compiler (g++ / clang++) for inductor's CPU backend; training eagerly",
+                  flush=True)  # fmt: skip
+            return model
+        if not os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"):
+            import torch._inductor.config as inductor_config
+
+            inductor_config.compile_threads = 1
+    return torch.compile(model)
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
     while True:
@@ -487,8 +532,8 @@ class Trainer:
             ids = [dev.index] if dev.type == "cuda" else None
             train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         compiled = bool(cfg.compile)
-        self.train_model = torch.compile(train_model) if compiled else train_model
-        self.eval_model = torch.compile(self.model) if compiled else self.model
+        self.train_model = compile_for_training(train_model, dev) if compiled else train_model
+        self.eval_model = compile_for_training(self.model, dev) if compiled else self.model
         self.step = StepState(
             model=self.train_model,
             criterion=self.criterion,
