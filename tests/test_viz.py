@@ -58,6 +58,16 @@ def test_plotly_writes_the_static_copies_or_says_why_not():
     assert (top > 200).all(), "the title's first line is cut at the top"
 
 
+def test_without_a_browser_the_html_stands_alone(tmp_path):
+    """Where kaleido finds no Chrome/Chromium, save_figure writes the HTML, no PNG, says why, and never hangs."""
+    code = ("import plotly.graph_objects as go\nfrom orsalib import viz\nfrom orsalib.viz import export\n"
+            "p = viz.save_figure(go.Figure(go.Bar(y=[1])), 'nobrowser', '40_bars')\n"
+            "print(p.exists(), p.with_suffix('.png').exists(), 'Chrome' in export.export_unavailable())")
+    env = {**os.environ, "BROWSER_PATH": str(tmp_path / "no-chrome"), "ORSA_OUTPUTS_DIR": str(tmp_path / "out")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split() == ["True", "False", "True"], out.stderr[-2000:]
+
+
 def test_every_library_figure_builder_renders():
     from orsalib.analysis.explain import overlay_figure, tsne_figure
     from orsalib.analysis.regions import region_weight_bars, region_weight_figure

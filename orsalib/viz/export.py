@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -37,20 +38,51 @@ def show(*figs: Any) -> None:
             fit_to_cell(fig).show(renderer=RENDERER, config={"displaylogo": False, "responsive": True})
 
 
+def _probe(timeout: float = 60.0) -> str:
+    """Export a blank figure through the started server; "" when it worked in time, else why not."""
+    import threading
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    out: list[str] = []
+
+    def run() -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pio.to_image(go.Figure(), format="png", width=20, height=20)
+            out.append("")
+        except Exception as e:  # noqa: BLE001 - reported as the reason
+            out.append(f"{type(e).__name__}: {e}"[:200])
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else f"the browser did not answer within {timeout:.0f} s"
+
+
 def _start_server() -> bool:
     """Start kaleido's browser once per process (later exports reuse it); False with the reason when it can't."""
     if _state["server"] is not None:
         return _state["server"]
+    _state["server"] = False
     try:
         import kaleido
+        from choreographer.browsers.chromium import Chromium
 
+        browser = Chromium.find_browser(skip_local=False)
+        if not browser or not Path(browser).exists():
+            _state["reason"] = "no Chrome/Chromium for kaleido (apt-get install chromium, or plotly_get_chrome)"
+            return False
         logging.getLogger("choreographer").setLevel(logging.ERROR)
         logging.getLogger("kaleido").setLevel(logging.ERROR)
         kaleido.start_sync_server(silence_warnings=True)
         atexit.register(kaleido.stop_sync_server, silence_warnings=True)
-        _state["server"] = True
+        _state["reason"] = _probe()
+        _state["server"] = not _state["reason"]
     except Exception as e:  # noqa: BLE001 - no kaleido or no browser: static copies are optional
-        _state["server"], _state["reason"] = False, f"{type(e).__name__}: {e}"[:200]
+        _state["reason"] = f"{type(e).__name__}: {e}"[:200]
     return _state["server"]
 
 
