@@ -39,9 +39,9 @@ from orsalib.priors.landmarks import LandmarkPredictor, find_landmark_weights, l
 from orsalib.priors.parsing import DEFAULT_PARSER_WEIGHTS, ParserPredictor, load_segface
 
 try:  # run as a script (benchmarks/ on sys.path) or imported by run_all
-    from train_throughput import machine_facts
+    from cpu_speed import facts as machine_facts
 except ImportError:  # pragma: no cover
-    from benchmarks.train_throughput import machine_facts
+    from benchmarks.cpu_speed import facts as machine_facts
 
 
 def load_faces(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -129,19 +129,45 @@ def bench_parser(batch: int, rounds: int, precision: str, device: torch.device, 
     return rec
 
 
+def forward_gflop(net: torch.nn.Module, size: int) -> float:
+    """GFLOP of one image's forward pass, counted by fvcore (1 multiply-add = 1 flop there, x 2 here)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    x = torch.zeros(1, 3, size, size)
+    with torch.no_grad():
+        fca = FlopCountAnalysis(copy.deepcopy(net).float().eval(), x)
+        fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return 2 * fca.total() / 1e9
+
+
+def _roofline_fields(rec: dict[str, Any], gflop: float, peaks: dict[str, Any] | None) -> None:
+    """GFLOP/s of both paths and their fractions of the run's GEMM peak (fast: at its precision; plain: fp32)."""
+    rec["gflop_per_image"] = round(gflop, 4)
+    rec["plain_gflops"] = round(rec["plain_images_per_s"] * gflop, 1)
+    rec["fast_gflops"] = round(rec["fast_images_per_s"] * gflop, 1)
+    if peaks:
+        fast_peak = peaks["bf16_gflops"] if rec.get("precision") == "bf16" else peaks["fp32_gflops"]
+        rec["plain_peak_fraction"] = round(rec["plain_gflops"] / peaks["fp32_gflops"], 3)
+        rec["fast_peak_fraction"] = round(rec["fast_gflops"] / fast_peak, 3)
+
+
 def measure(
     batch: int = 64, parser_batch: int = 8, rounds: int = 3, precision: str = "auto", device: str = "cpu",
-    parser: bool = True,
+    parser: bool = True, peaks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The ``prior_extract`` JSON record: landmark (and parser) extraction, plain vs fast, with the machine facts."""
+    """The ``prior_extract`` JSON record: landmark (and parser) extraction, plain vs fast, with the machine facts;
+    with ``peaks`` (a roofline record) also each path's GFLOP/s as a fraction of the peak."""
     dev = torch.device(device)
     rec: dict[str, Any] = {"bench": "prior_extract", "rounds": rounds}
     rec["load_average_start"] = machine_facts()["load_average"]
     rec["landmarks"] = bench_landmarks(batch, rounds, precision, dev)
+    _roofline_fields(rec["landmarks"], forward_gflop(MobileFaceNet(), 112), peaks)
     rec["landmark_ratio"] = rec["landmarks"]["ratio"]
     rec["landmark_load_average"] = machine_facts()["load_average"]
     if parser:
         rec["parser"] = bench_parser(parser_batch, rounds, precision, dev)
+        torch.manual_seed(0)
+        _roofline_fields(rec["parser"], forward_gflop(SegFaceSwinB(), 224), peaks)
         rec["parser_ratio"] = rec["parser"]["ratio"]
         rec["parser_load_average"] = machine_facts()["load_average"]
     rec.update(machine_facts())

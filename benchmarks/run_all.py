@@ -2,29 +2,36 @@
 
 Prints one JSON line per bench, each with the machine facts (``threads``, ``load_average``, ``torch``):
 
-- ``{"bench": "train_step", ...}``: one SAM step of orsanet_large (batch 8, 224 px) with cached priors (the
-  workbook's fused/vectorised step, channels-last; fp32 and bf16) vs the release's step (``prior.mode=released``:
-  the frozen nets recomputed twice per step in train mode; fp32, looped Adam/SAM), interleaved rounds, medians and
-  per-round ratios (``cached-fp32_ratio``, ``cached-bf16_ratio``: release time / workbook time);
+- ``{"bench": "roofline", "fp32_gflops", "bf16_gflops", "threads"}``: first, this machine's GEMM peak (a square
+  fp32 and bf16 ``torch.matmul`` with the threads the training uses, best of several repeats): every speed figure
+  after it is also a fraction of that peak, measured in the same run;
+- ``{"bench": "cpu_family", "model", "images_per_s", "eager_fp32_images_per_s", "speedup", "gflop_per_image_step",
+  "peak_fraction", ...}`` for orsanet_cpu, baseline_cpu, resnet18_cpu and ran_cpu: the cpu profile's default
+  training step against a plain fp32 eager step of the same model, batch and data, interleaved rounds
+  (``benchmarks/cpu_speed.py``); the FLOPs counted with fvcore; the evaluation forward beside it (``eval_*``);
 - ``{"bench": "prior_extract", ...}``: the optimised MobileFaceNet / SegFace extractors vs their plain fp32 eval
-  forward on the same batch of real faces: images/s, ``landmark_ratio`` / ``parser_ratio``, landmark NME and
+  forward on the same batch of real faces: images/s, ratios, GFLOP/s and fractions of the peak, landmark NME and
   parsing agreement against the plain output;
+- ``{"bench": "cli_startup", ...}`` lines when ``benchmarks/cli_startup.py`` is there (``--skip cli_startup``);
 - ``{"bench": "suite", ...}``: minutes (and peak memory) per notebook of the last ``orsa reproduce`` run
   (``outputs/<run>/runbook.json``);
 
-then (after the JSON lines, on stdout too) a closing table of every ratio with the load average at the time it was
-measured; progress goes to stderr. Takes no arguments (the
-defaults are the acceptance settings); ``--quick`` for a short smoke run.
+then (after the JSON lines, on stdout too) a closing table of every figure with its fraction of the peak and the load
+average at the time it was measured; progress goes to stderr. Takes no arguments (the defaults are the acceptance
+settings); ``--quick`` for a short smoke run. ``--with train_step`` adds orsanet_large's SAM step at 224 px
+(``benchmarks/train_throughput.py``: the workbook's cached-prior step beside the release's step, a measurement,
+no target).
 
 Usage::
 
-    .venv/bin/python benchmarks/run_all.py [--rounds 3] [--quick] [--skip parser,suite] [--run RUN_NAME]
+    .venv/bin/python benchmarks/run_all.py [--rounds 5] [--quick] [--skip parser,suite] [--run RUN_NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,12 +40,13 @@ from typing import Any
 from orsalib.paths import OUTPUTS_DIR
 from orsalib.threads import apply_thread_policy
 
-#: train-step variants beside the release's fp32 step (train_throughput.VARIANTS)
-DEFAULT_VARIANTS = "cached-fp32,cached-bf16,released-bf16"
+HERE = Path(__file__).resolve().parent
+#: train-step variants beside the release's fp32 step (train_throughput.VARIANTS), with ``--with train_step``
+DEFAULT_VARIANTS = "cached-fp32,cached-bf16"
 
 
 def machine_facts() -> dict[str, Any]:
-    from train_throughput import machine_facts as facts
+    from cpu_speed import facts
 
     return facts()
 
@@ -63,58 +71,117 @@ def suite_record(run: str | None = None, outputs: Path = OUTPUTS_DIR) -> dict[st
     return {**rec, **machine_facts()}
 
 
+def cli_startup_records(rounds: int = 3) -> list[dict[str, Any]]:
+    """The JSON lines of ``benchmarks/cli_startup.py`` (a subprocess: it times fresh processes itself), if present."""
+    script = HERE / "cli_startup.py"
+    if not script.is_file():
+        return []
+    out = subprocess.run([sys.executable, str(script), "--rounds", str(rounds)], capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    recs = []
+    for line in out.stdout.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            recs.append({"bench": "cli_startup", **rec} if "bench" not in rec else rec)
+    return recs
+
+
 def closing_table(records: list[dict[str, Any]]) -> str:
-    """Every ratio of the run with the load average when it was measured."""
-    lines = [f"{'ratio':<44}{'value':>8}  {'load average (1, 5, 15 min)':<30}{'threads':>8}"]
+    """Every speed figure of the run: images/s, GFLOP/s and fraction of the peak, ratio, with the load average."""
+    lines = [f"{'figure':<46}{'images/s':>10}{'GFLOP/s':>9}{'of peak':>9}{'ratio':>8}  {'load average (1, 5, 15)':<24}"]
+
+    def row(name: str, ips: Any, gflops: Any, frac: Any, ratio: Any, load: Any) -> None:
+        f = lambda x, spec: format(x, spec) if isinstance(x, (int, float)) else "-"  # noqa: E731
+        lines.append(f"{name:<46}{f(ips, '10.1f')}{f(gflops, '9.1f')}{f(frac, '9.1%')}"
+                     f"{f(ratio, '7.2f') + ('x' if isinstance(ratio, (int, float)) else ' '):>8}  {str(load):<24}")
+
     for rec in records:
-        load = rec.get("load_average")
-        for key, value in rec.items():
-            if not key.endswith("_ratio") or not isinstance(value, (int, float)):
-                continue
-            at = rec.get(f"{key[: -len('_ratio')]}_load_average", load)
-            lines.append(f"{rec['bench'] + ': ' + key:<44}{value:>7.2f}x  {str(at):<30}{rec.get('threads', ''):>8}")
+        load, bench = rec.get("load_average"), rec.get("bench")
+        if bench == "roofline":
+            row(f"roofline: fp32 GEMM ({rec['threads']} threads)", None, rec["fp32_gflops"], 1.0, None, load)
+            row(f"roofline: bf16 GEMM ({rec['threads']} threads)", None, rec["bf16_gflops"], 1.0, None, load)
+        elif bench == "cpu_family":
+            m = rec["model"]
+            row(f"{m}: train, default step", rec["images_per_s"], rec["gflops"], rec["peak_fraction"],
+                rec["speedup"], load)  # fmt: skip
+            row(f"{m}: train, eager fp32", rec["eager_fp32_images_per_s"], rec["eager_gflops"],
+                rec["eager_peak_fraction"], None, load)  # fmt: skip
+            if "eval_images_per_s" in rec:
+                row(f"{m}: eval, default", rec["eval_images_per_s"], rec["eval_gflops"], rec["eval_peak_fraction"],
+                    rec["eval_speedup"], load)  # fmt: skip
+        elif bench == "prior_extract":
+            for part in ("landmarks", "parser"):
+                r = rec.get(part)
+                if r:
+                    row(f"prior extraction: {r['net']}", r["fast_images_per_s"], r.get("fast_gflops"),
+                        r.get("fast_peak_fraction"), r["ratio"], rec.get(f"{part[:-1] if part == 'landmarks' else part}"
+                                                                       "_load_average", load))  # fmt: skip
+        elif bench == "train_step":
+            for key, value in rec.items():
+                if key.endswith("_ratio") and isinstance(value, (int, float)):
+                    row(f"train_step: {key}", None, None, None, value, load)
     if len(lines) == 1:
-        lines.append("(no ratio measured)")
+        lines.append("(nothing measured)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per comparison (acceptance: >= 3)")
-    p.add_argument("--quick", action="store_true", help="1 round, batch 2 steps, small prior batches (a smoke run)")
-    p.add_argument("--skip", default="", help="comma list of train_step, prior_extract, parser, suite")
-    p.add_argument("--variants", default=DEFAULT_VARIANTS,
-                   help="train-step variants beside the release's (benchmarks/train_throughput.py VARIANTS)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison (acceptance: >= 3)")
+    p.add_argument("--quick", action="store_true", help="2 rounds, small prior batches, one model (a smoke run)")
+    p.add_argument("--skip", default="", help="comma list of cpu_family, prior_extract, parser, cli_startup, suite")
+    p.add_argument("--with", dest="extra", default="", help="train_step: orsanet_large's SAM step (minutes)")
+    p.add_argument("--models", default="", help="cpu_family models (default: the four of the cpu family)")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help="train_step variants (train_throughput.VARIANTS)")
     p.add_argument("--run", default=None, help="run name of the suite record (default: the newest runbook.json)")
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     plan = apply_thread_policy()  # before torch is imported: OpenMP starts with the policy (docs/speed.md)
-    import prior_extract
-    import train_throughput
+    import cpu_speed
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    rounds = 1 if args.quick else args.rounds
+    extra = {s.strip() for s in args.extra.split(",") if s.strip()}
+    rounds = 2 if args.quick else args.rounds
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 - progress on stderr, JSON on stdout
     say(f"thread policy: {plan.as_dict()}")
+    t_start = time.perf_counter()
     records = []
-    if "train_step" not in skip:
+
+    def emit(rec: dict[str, Any]) -> None:
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+
+    say("roofline: GEMM peak, fp32 and bf16")
+    peaks = cpu_speed.roofline(repeats=3 if args.quick else 5)
+    emit(peaks)
+    if "cpu_family" not in skip:
+        models = [m.strip() for m in args.models.split(",") if m.strip()] or list(cpu_speed.MODELS)
+        if args.quick and not args.models:
+            models = models[1:2]
+        for m in models:
+            say(f"cpu_family: {m}, default step vs eager fp32 (interleaved rounds)")
+            emit(cpu_speed.measure_model(m, peaks, rounds=rounds, warmup=2, eval_too=True, say=say))
+    if "prior_extract" not in skip:
+        import prior_extract
+
+        say("prior_extract: optimised vs plain fp32 extractors on the same batch")
+        emit(prior_extract.measure(batch=16 if args.quick else 64, parser_batch=2 if args.quick else 8,
+                                   rounds=max(rounds, 3), parser="parser" not in skip, peaks=peaks))  # fmt: skip
+    if "train_step" in extra:
+        import train_throughput
+
         say("train_step: orsanet_large, SAM, cached priors vs the release's step (interleaved rounds)")
         names = [n.strip() for n in args.variants.split(",") if n.strip()]
-        rec = train_throughput.measure(names, batch_size=2 if args.quick else 8, rounds=rounds, device=args.device,
-                                       say=say)  # fmt: skip
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
-    if "prior_extract" not in skip:
-        say("prior_extract: optimised vs plain fp32 extractors on the same batch")
-        rec = prior_extract.measure(batch=16 if args.quick else 64, parser_batch=2 if args.quick else 8,
-                                    rounds=max(rounds, 3), device=args.device, parser="parser" not in skip)  # fmt: skip
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
+        emit(train_throughput.measure(names, batch_size=2 if args.quick else 8, rounds=rounds, say=say))
+    if "cli_startup" not in skip:
+        for rec in cli_startup_records(rounds=2 if args.quick else 3):
+            emit(rec)
     if "suite" not in skip:
-        rec = suite_record(args.run)
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
+        emit(suite_record(args.run))
     print("\n" + closing_table(records), flush=True)
+    print(f"make bench: {(time.perf_counter() - t_start) / 60:.1f} minutes", flush=True)
     return 0
 
 
