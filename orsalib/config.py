@@ -119,6 +119,9 @@ class ModelConfig:
     prior_routing: str = "released"  # "released": backbone features of the prior nets; "paper": label map + conv stack
     seg_prior: bool = True  # Table 6: w/o segmentation prior when False
     cross_interaction: bool = True  # Table 6: w/o cross-interaction (MCM) when False
+    # what w/o cross-interaction removes: "self-attention" (paper: image-token queries, landmark tokens kept and
+    # reintegrated) | "no-landmarks" (no landmark tokens at all); docs/faithfulness.md
+    cross_interaction_ablation: str = "self-attention"
     multi_scale: bool = True  # Table 6: single scale when False
     landmark_reintegration: bool = True  # Table 6: w/o landmark reintegration (Eq. 9) when False
     drop_path: float = 0.1  # MCM stochastic depth (release: up to 0.1)
@@ -131,6 +134,7 @@ class ModelConfig:
             hint = f" Did you mean {close}?" if close else ""
             raise ConfigError(f"model.name={self.name!r} is not a registered model.{hint} See `orsa models`")
         _choice("model.prior_routing", self.prior_routing, ("released", "paper"))
+        _choice("model.cross_interaction_ablation", self.cross_interaction_ablation, ("self-attention", "no-landmarks"))
         _fraction("model.drop_path", self.drop_path)
 
 

@@ -105,6 +105,7 @@ def _orsanet_options(cfg: RunConfig) -> dict[str, Any]:
         prior_routing=m.prior_routing,
         seg_prior=m.seg_prior,
         cross_interaction=m.cross_interaction,
+        cross_interaction_ablation=m.cross_interaction_ablation,
         multi_scale=m.multi_scale,
         landmark_reintegration=m.landmark_reintegration,
         drop_path=m.drop_path,
@@ -119,8 +120,9 @@ def _orsanet_options(cfg: RunConfig) -> dict[str, Any]:
 def build_fer_model(cfg: RunConfig, *, load_prior_weights: bool = True, **overrides: Any) -> nn.Module:
     """``create_model(cfg.model.name, ...)`` with the class count and the ``cfg.model`` switches.
 
-    ORSANet variants get the Table 6 switches (seg_prior, cross_interaction, multi_scale, landmark_reintegration),
-    prior routing, drop path and the input size; other models (RAN, baselines) get ``num_classes`` only.
+    ORSANet variants get the Table 6 switches (seg_prior, cross_interaction with cross_interaction_ablation,
+    multi_scale, landmark_reintegration), prior routing, drop path and the input size; other models (RAN,
+    baselines) get ``num_classes`` only.
     ``cfg.model.extra`` and then ``overrides`` are applied last.
 
     With ``prior.mode="released"`` the frozen prior networks live inside the model; their weights are loaded

@@ -18,10 +18,12 @@ axis (k = 2, 4: widths D, D/2, D/4); each of ``depth`` stages runs one Cross-Fus
 up-mixes ``m += ConvTranspose1d(s)``, ``l += ConvTranspose1d(m)``. Output: LayerNorm(eps 1e-6) of the
 large scale, token 0 -> (B, D). All LayerNorms use eps 1e-6, as released.
 
-Ablations (paper Table 6) are constructor switches: ``n_lm = 0`` (no cross-interaction: the image tokens
-attend to themselves, no landmark tokens), ``multi_scale=False`` (the large scale only),
-``reintegrate=False`` (Eq. 9 without the landmark tokens: the Conv1d mixes image tokens only and the
-landmark tokens pass unchanged, no scale ``s``).
+Ablations (paper Table 6) are constructor switches: ``cross_attention=False`` (w/o cross-interaction, the
+paper's variant: the landmark tokens are kept and reintegrated by Eq. 9, but Eq. 6 takes its queries from the
+image tokens, Q = LN(X_img), so the image tokens attend to themselves), ``landmarks=False`` (no landmark tokens
+at all: image self-attention on the image tokens alone; the older reading of "w/o cross-interaction"),
+``multi_scale=False`` (the large scale only), ``reintegrate=False`` (Eq. 9 without the landmark tokens: the
+Conv1d mixes image tokens only and the landmark tokens pass unchanged, no scale ``s``).
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ class CrossFusionBlock(nn.Module):
     Args:
         dim: token width at this scale.
         n_img: image tokens including their mean token.
-        n_lm: landmark tokens including their mean token; 0 = no cross-interaction (image self-attention).
+        n_lm: landmark tokens including their mean token; 0 = no landmark tokens (image self-attention).
         reintegrate: Eq. (9) landmark reintegration (concatenate ``s * X_lm`` before the token-mixing conv).
+        cross_attention: Eq. (6) queries from the landmark tokens; False = from the image tokens (image
+            self-attention, Q = LN(X_img), no projection either), the landmark tokens still reintegrated.
     """
 
     def __init__(
@@ -111,11 +115,13 @@ class CrossFusionBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         reintegrate: bool = True,
+        cross_attention: bool = True,
     ):
         super().__init__()
         if n_lm and n_lm != n_img:
             raise ValueError(f"cross-fusion needs as many landmark tokens as image tokens, got {n_lm} vs {n_img}")
         self.n_img, self.n_lm = n_img, n_lm
+        self.cross_attention = bool(cross_attention and n_lm)  # queries from the landmark tokens
         self.reintegrate = bool(reintegrate and n_lm)
         self.norm1 = _layer_norm(dim)
         if self.reintegrate:
@@ -132,7 +138,7 @@ class CrossFusionBlock(nn.Module):
         x_img, x_lm = x[:, : self.n_img], x[:, self.n_img :]  # (B, n_img, D), (B, n_lm, D)
         h = self.norm1(x)
         h_img = h[:, : self.n_img]
-        q = h[:, self.n_img :] if self.n_lm else h_img  # Eq. (6): Q = LN(X_lm), no projection
+        q = h[:, self.n_img :] if self.cross_attention else h_img  # Eq. (6): Q = LN(X_lm), no projection
         a, attn = self.attn_img(h_img, q, need_weights)
         x_img = x_img + self.drop_path(a)  # Eq. (7)
         x_img = x_img + self.drop_path(self.mlp(self.norm2(x_img)))  # Eq. (8)
@@ -180,9 +186,11 @@ class MultiScaleCrossInteraction(nn.Module):
         num_heads: heads at every scale (release: 8).
         mlp_ratio: MLP hidden ratio (release: 2).
         drop_path_rate: stochastic depth, linearly 0 -> rate over the stages (release: 0.1).
-        landmarks: build the landmark token half (False = the "w/o cross-interaction" ablation).
+        landmarks: build the landmark token half (False = no landmark tokens: image self-attention only).
         multi_scale: three scales (False = large scale only).
         reintegrate: Eq. (9) landmark reintegration.
+        cross_attention: Eq. (6) queries from the landmark tokens (False = the "w/o cross-interaction" ablation:
+            queries from the image tokens, the landmark tokens kept and reintegrated).
     """
 
     def __init__(
@@ -199,6 +207,7 @@ class MultiScaleCrossInteraction(nn.Module):
         landmarks: bool = True,
         multi_scale: bool = True,
         reintegrate: bool = True,
+        cross_attention: bool = True,
     ):
         super().__init__()
         if multi_scale and (embed_dim % 4 or (embed_dim // 4) % num_heads):
@@ -221,6 +230,7 @@ class MultiScaleCrossInteraction(nn.Module):
             drop=drop_rate,
             attn_drop=attn_drop_rate,
             reintegrate=reintegrate,
+            cross_attention=cross_attention,
         )
         self.blocks = nn.ModuleList(
             MCMStage(embed_dim, n_img, n_lm, multi_scale, drop_path=dpr[i], **block_kw) for i in range(depth)

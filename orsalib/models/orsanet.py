@@ -35,6 +35,9 @@ image tensor are computed once and reused by the second pass.
 
 Ablation switches (paper Table 6): ``seg_prior``, ``cross_interaction``, ``multi_scale``,
 ``landmark_reintegration``; ``baseline=True`` drops priors and MCM (backbone tokens -> mean -> LN -> SE -> head).
+``cross_interaction=False`` follows ``cross_interaction_ablation``: ``"self-attention"`` (default, the paper's
+variant) keeps the landmark tokens and their reintegration (Eq. 9) and takes the attention queries from the image
+tokens; ``"no-landmarks"`` drops the landmark tokens altogether (docs/faithfulness.md).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ from .ssgm import SPADEResBlock
 NUM_LANDMARKS = 68
 NUM_PARSING_CLASSES = 11
 FROZEN_PRIOR_MODULES: tuple[str, ...] = ("face_landback", "face_segment")
+#: what ``cross_interaction=False`` removes: the landmark-query cross-attention (the paper's variant) or the
+#: landmark tokens altogether
+CROSS_INTERACTION_ABLATIONS: tuple[str, ...] = ("self-attention", "no-landmarks")
 
 
 @dataclass
@@ -84,7 +90,10 @@ class ORSANetConfig:
     landmark_sigma: float = 1.0  # paper routing: Gaussian heatmap sigma, in token-grid cells
     landmark_coords: bool = True  # paper routing: also embed the 136 centred coordinates (sub-cell geometry)
     seg_prior: bool = True  # Table 6: w/o segmentation prior when False
-    cross_interaction: bool = True  # Table 6: w/o cross-interaction (no landmark tokens) when False
+    cross_interaction: bool = True  # Table 6: w/o cross-interaction when False (see cross_interaction_ablation)
+    # what w/o cross-interaction removes: "self-attention" (paper: queries from the image tokens, landmark tokens
+    # kept and reintegrated) | "no-landmarks" (no landmark tokens at all)
+    cross_interaction_ablation: str = "self-attention"
     multi_scale: bool = True  # Table 6: single scale when False
     landmark_reintegration: bool = True  # Table 6: w/o landmark reintegration (Eq. 9) when False
     baseline: bool = False  # backbone only: no priors, no MCM
@@ -97,6 +106,7 @@ class ORSANetConfig:
             "token_layout": ("released", "spatial"),
             "prior_routing": ("released", "paper"),
             "prior_mode": ("cached", "released"),
+            "cross_interaction_ablation": CROSS_INTERACTION_ABLATIONS,
         }
         for k, allowed in choices.items():
             if getattr(self, k) not in allowed:
@@ -199,7 +209,8 @@ class ORSANet(nn.Module):
         self.cfg = cfg
         D, N = cfg.embed_dim, cfg.num_tokens
         use_seg = cfg.seg_prior and not cfg.baseline
-        use_lm = cfg.cross_interaction and not cfg.baseline
+        # landmark tokens: kept by w/o cross-interaction unless cross_interaction_ablation="no-landmarks"
+        use_lm = not cfg.baseline and (cfg.cross_interaction or cfg.cross_interaction_ablation == "self-attention")
         self.use_seg, self.use_lm = use_seg, use_lm
 
         # --- image branch (trainable)
@@ -257,6 +268,7 @@ class ORSANet(nn.Module):
                 landmarks=use_lm,
                 multi_scale=cfg.multi_scale,
                 reintegrate=cfg.landmark_reintegration,
+                cross_attention=cfg.cross_interaction,
             )
         self.se_block = SEBlock(D)
         self.head = ClassificationHead(D, cfg.num_classes)
@@ -426,7 +438,8 @@ def _need(priors: dict[str, torch.Tensor], key: str, model: ORSANet) -> torch.Te
         raise ValueError(
             f"ORSANet (prior_routing={model.cfg.prior_routing!r}) needs the prior {key!r}; got {sorted(priors)}. "
             f"It needs {list(model.required_priors)}: compute them with the prior cache, build the model with "
-            "priors_in_model=True (released routing), or switch the prior off (seg_prior / cross_interaction=False)"
+            "priors_in_model=True (released routing), or switch the prior off (seg_prior=False; "
+            "cross_interaction=False with cross_interaction_ablation='no-landmarks')"
         )
     return priors[key]
 
