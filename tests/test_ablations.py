@@ -34,7 +34,8 @@ def test_variants_apply_and_switch_the_model(cfg):
         if name == "w/o DARELoss":
             assert v.train.dare is False and v.model.seg_prior
         m = build_fer_model(v)
-        sig = (m.use_seg, m.use_lm, m.cfg.multi_scale, m.cfg.landmark_reintegration, v.train.dare)
+        sig = (m.use_seg, m.use_lm, m.cfg.cross_interaction, m.cfg.multi_scale, m.cfg.landmark_reintegration,
+               v.train.dare)
         seen.add(sig)
     assert len(seen) == 6  # every variant builds a different model/loss
     assert cfg.model.seg_prior and cfg.train.dare  # the base config is untouched
@@ -173,8 +174,8 @@ def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
     assert full.index.equals(wo.index) and (full["label"] == wo["label"]).all()  # the same images, paired
     vs = {v.claim: v for v in C.table6_claims(df, chance_guard=False)}  # random-weight models: plumbing only
     v = vs["removing DARELoss hurts (clean images, RAF-DB analogue)"]
-    assert v.unit == "images x seeds" and v.n == 10 and v.seeds == [0, 1] and v.over_seeds["n"] == 2
-    # records written before per-image files were kept: the claims fall back to the comparison over seeds
+    assert v.unit == "images" and v.n == 5 and v.seeds == [0, 1] and v.n_seeds == 2
+    # records written before per-image files were kept: not measured, the note says to run them again
     log = out / "ablations.jsonl"
     old = [{k: x for k, x in json.loads(line).items() if k != "per_image"} for line in log.read_text().splitlines()]
     log.write_text("".join(json.dumps(r) + "\n" for r in old))
@@ -182,7 +183,7 @@ def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
     assert (back["per_image_path"] == "").all() and len(back) == 4
     vs = {v.claim: v for v in C.table6_claims(back, chance_guard=False)}
     v = vs["removing DARELoss hurts (clean images, RAF-DB analogue)"]
-    assert v.unit == "seeds" and "paired over seeds only" in v.note
+    assert v.verdict == "not measured" and "per-image predictions" in v.note
 
 
 def test_study_config_quick_and_powered():
@@ -190,7 +191,7 @@ def test_study_config_quick_and_powered():
     assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
         "orsanet_tiny", 5, 400, 100)  # fmt: skip
     assert (cfg.train.max_steps_per_epoch, cfg.prior.source) == (50, "oracle")  # the quick budget: a model that learns
-    assert cfg.train.eval_every == 5 and seeds == [0]
+    assert cfg.train.eval_every == 5 and seeds == [0, 1, 2]  # seeds are the replicates of a verdict
     cfg, seeds = A.study_config("cpu", study=True, seed=5, run_name="t_study")
     assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
         "orsanet_cpu", 8, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip

@@ -24,6 +24,7 @@ RANKS: dict[str, int] = {
     "models": 1,
     "losses": 1,
     "metrics": 1,
+    "stats": 1,
     "config": 2,
     "data": 3,
     "priors": 4,

@@ -15,13 +15,25 @@ from orsalib.priors import detected as D
 TINY = D.DetectorSettings(input_size=32, epochs=2, batch_size=16, landmark_width=4, parser_width=4)
 
 
-def test_cpu_contenders_are_the_five_models_in_their_folders():
+def test_cpu_contenders_are_the_five_models_in_their_folders_once_per_seed():
     cfg = load_profile("cpu", run_name="cmp")
-    items = compare.contenders(cfg, "cmp")
+    every = compare.contenders(cfg, "cmp")
+    items = [c for c in every if c.seed == cfg.seed]
     assert [(c.role, c.name) for c in items] == [
         ("main", "orsanet_cpu"), ("oracle", "orsanet_cpu-oracle"), ("twin", "baseline_cpu"),
         ("alternative", "resnet18_cpu"), ("ran", "ran_cpu"),
     ]  # fmt: skip
+    # every model a claim compares once per seed of the profile (the oracle upper bound makes no claim: once)
+    assert cfg.seeds == [0, 1, 2] and len(every) == 5 + 2 * 4
+    later = [c for c in every if c.seed == 1]
+    assert [(c.role, c.name, c.method) for c in later] == [
+        ("main", "orsanet_cpu@s1", "orsanet_cpu"), ("twin", "baseline_cpu@s1", "baseline_cpu"),
+        ("alternative", "resnet18_cpu@s1", "resnet18_cpu"), ("ran", "ran_cpu@s1", "ran_cpu"),
+    ]  # fmt: skip
+    assert later[0].train_dir == run_dir("cmp") / "train_seed1" and later[0].cfg.seed == 1
+    assert later[3].train_dir == run_dir("cmp") / "80_ran_train_seed1" and later[3].cfg.seed == 1
+    assert compare.methods(every)["resnet18_cpu@s1"] == ("resnet18_cpu", 1)
+    assert [c.seed for c in compare.contenders(load_profile("cpu", seed=1), "cmp") if c.role == "twin"] == [1, 2, 3]
     by = {c.role: c for c in items}
     base = run_dir("cmp")
     assert by["main"].train_dir == base / "train" and by["ran"].train_dir == base / "80_ran_train"
@@ -41,8 +53,8 @@ def test_no_oracle_without_ground_truth_and_roles_can_be_chosen(tmp_path):
     cfg = load_profile("cpu", {"data.dataset": "fer2013", "data.data_root": str(tmp_path), "prior.source": "none"})
     assert "oracle" not in [c.role for c in compare.contenders(cfg, "x")]
     oracle_main = load_profile("smoke")
-    assert [c.role for c in compare.contenders(oracle_main, "x")] == ["main", "twin", "alternative", "ran"]
-    assert [c.role for c in compare.contenders(oracle_main, "x", roles=["twin"])] == ["main", "twin"]
+    assert [c.role for c in compare.contenders(oracle_main, "x", seeds=[0])] == ["main", "twin", "alternative", "ran"]
+    assert [c.role for c in compare.contenders(oracle_main, "x", roles=["twin"], seeds=[0])] == ["main", "twin"]
     with pytest.raises(ValueError, match="unknown roles"):
         compare.contenders(oracle_main, "x", roles=["resnet50"])
 
@@ -53,7 +65,7 @@ def test_each_model_sees_its_own_priors_on_the_same_pixels(monkeypatch):
     monkeypatch.setattr(D, "DetectorSettings", lambda: TINY)
     cfg = load_profile("smoke", {"prior.source": "synth-detected"}, run_name="cmp-test")
     data = prepare_fer_data(cfg)
-    items = compare.contenders(cfg, "cmp-test", roles=["oracle", "twin"])
+    items = compare.contenders(cfg, "cmp-test", roles=["oracle", "twin"], seeds=[cfg.seed])
     assert [c.role for c in items] == ["main", "oracle", "twin"]
     torch.manual_seed(0)
     models = {c.name: create_model(c.cfg.model.name).eval() for c in items}

@@ -145,7 +145,8 @@ def test_baseline_ignores_priors_and_has_no_mcm():
 def _ablated(switch: str) -> tuple[ORSANet, ORSANet]:
     torch.manual_seed(0)
     full = create_model("orsanet_tiny").eval()
-    abl = create_model("orsanet_tiny", **{switch: False}).eval()
+    extra = {"cross_interaction_ablation": "no-landmarks"} if switch == "cross_interaction" else {}  # pins the old
+    abl = create_model("orsanet_tiny", **{switch: False}, **extra).eval()  # variant's parameter drop
     own = abl.state_dict()
     abl.load_state_dict(
         {k: v for k, v in full.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False

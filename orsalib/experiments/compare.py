@@ -14,6 +14,11 @@ Five models, the same data, epochs, seeds and evaluation pixels:
 ORSANet, the twin and resnet18 share the profile's recipe. Each model sees the priors of its own source: the sweep
 builds the (deterministic, identical) occluded copies once and, per prior source, re-detects their priors on the
 occluded pixels through the prior cache.
+
+Seeds are the unit of a method comparison: every model that a claim compares (main, twin, alternative, RAN) is
+trained once per seed of ``cfg.seeds`` (the first in the folders above, the others in ``<folder>_seed<k>``); the
+oracle upper bound makes no claim and is trained once. A run's row name is the model name for the first seed and
+``<name>@s<k>`` for the others; :attr:`Contender.method` and :attr:`Contender.seed` say which is which.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class Contender:
     train_dir: Path
     criterion_extra: Callable | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    method: str = ""  # the model name shared by every seed ("" = name)
+    seed: int = 0
 
     @property
     def uses_priors(self) -> bool:
@@ -63,22 +70,53 @@ class Contender:
         return CLAIM_LABELS.get(self.role)
 
 
+#: roles trained once per seed (those a claim compares); the others once
+SEEDED_ROLES: tuple[str, ...] = ("main", "twin", "alternative", "ran")
+
+
+def seed_dir(path: Path, seed: int, first: int) -> Path:
+    """The train folder of ``seed``: ``path`` for the first seed, ``<path>_seed<k>`` for the others."""
+    return path if seed == first else path.with_name(f"{path.name}_seed{seed}")
+
+
 def contenders(
     cfg: RunConfig,
     run_name: str,
     *,
     main_dir: str | Path | None = None,
     roles: Sequence[str] = ROLES,
+    seeds: Sequence[int] | None = None,
 ) -> list[Contender]:
-    """The models of the comparison beside the ORSANet run ``cfg`` (roles not available on this data are left out).
+    """The models of the comparison beside the ORSANet run ``cfg`` (roles not available on this data are left out),
+    each model of :data:`SEEDED_ROLES` once per seed.
 
     Args:
         cfg: notebook 40's config (the profile's model, priors and recipe).
         run_name: ``outputs/<run_name>/`` holds every train folder (``train``, ``50_oracle/train``, ``baseline/train``,
-            ``50_resnet18/train``, ``80_ran_train``).
+            ``50_resnet18/train``, ``80_ran_train``; ``<folder>_seed<k>`` for the seeds after the first).
         main_dir: ORSANet's train folder (default ``outputs/<run_name>/train``, notebook 40's).
         roles: which of :data:`ROLES` to include.
+        seeds: training seeds (default ``cfg.seeds``; the first must be ``cfg.seed``, notebook 40's run).
     """
+    seeds = [int(s) for s in (seeds if seeds is not None else cfg.seeds)] or [cfg.seed]
+    if seeds[0] != cfg.seed:
+        seeds = [cfg.seed] + [s for s in seeds if s != cfg.seed]
+    out = []
+    for k, s in enumerate(seeds):
+        scfg = cfg if s == cfg.seed else apply_overrides(cfg, {"seed": s})
+        for c in _contenders_of(scfg, run_name, main_dir=main_dir, roles=roles if k == 0 else
+                                [r for r in roles if r in SEEDED_ROLES]):  # fmt: skip
+            c.method, c.seed = c.name, s
+            if k:
+                c.name, c.train_dir = f"{c.name}@s{s}", seed_dir(c.train_dir, s, seeds[0])
+            out.append(c)
+    return out
+
+
+def _contenders_of(
+    cfg: RunConfig, run_name: str, *, main_dir: str | Path | None = None, roles: Sequence[str] = ROLES
+) -> list[Contender]:
+    """The models of one seed (:func:`contenders`)."""
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise ValueError(f"unknown roles {bad}; choose from {list(ROLES)}")
@@ -118,9 +156,9 @@ def load_contenders(
     worker processes (:mod:`orsalib.experiments.parallel`; ``ORSA_PARALLEL_RUNS=1`` trains one at a time)."""
     models: dict[str, Any] = {}
     own: dict[str, FERData] = {items[0].cfg.prior.source: data}
-    todo = [
-        c for c in items if (train_main or c.role != "main") and train_status(c.train_dir) in ("missing", "running")
-    ]
+    first = items[0].seed
+    may_train = {c.name: train_main or c.role != "main" or c.seed != first for c in items}
+    todo = [c for c in items if may_train[c.name] and train_status(c.train_dir) in ("missing", "running")]
     for c in todo:  # prior caches are built here, once, before any worker reads them
         if c.cfg.prior.source not in own:
             own[c.cfg.prior.source] = prepare_fer_data(c.cfg)
@@ -132,11 +170,12 @@ def load_contenders(
         src = c.cfg.prior.source
         if src not in own:
             own[src] = prepare_fer_data(c.cfg)
-        model, _, info = load_or_train(c.cfg, c.train_dir, train_if_missing=train_main or c.role != "main",
+        model, _, info = load_or_train(c.cfg, c.train_dir, train_if_missing=may_train[c.name],
                                        data=own[src], which=which, criterion_extra=c.criterion_extra)  # fmt: skip
         if c.name in spent:
             info.update(trained_here=True, minutes=round(spent[c.name] / 60, 2), parallel=plan.workers)
-        c.info = {"model": c.name, "role": c.role, "priors": src if c.uses_priors else "none", **info}
+        c.info = {"model": c.name, "method": c.method or c.name, "seed": c.seed, "role": c.role,
+                  "priors": src if c.uses_priors else "none", **info}  # fmt: skip
         models[c.name] = model
     return models
 
@@ -189,11 +228,34 @@ def contender_table(items: Sequence[Contender]) -> pd.DataFrame:
         rows.append({
             "model": c.name, "role": c.role, "priors": c.cfg.prior.source if c.uses_priors else "none",
             "epochs": c.cfg.train.epochs, "loss": "CE + region biased" if c.role == "ran" else
-            ("CE + DARE" if c.cfg.train.dare else "CE"), "seed": c.cfg.seed,
+            ("CE + DARE" if c.cfg.train.dare else "CE"), "seed": c.cfg.seed, "method": c.method or c.name,
             **{k: c.info.get(k) for k in ("epoch", "trained_here", "minutes", "run_dir")},
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-__all__ = ["ALTERNATIVE", "CLAIM_LABELS", "ROLES", "Contender", "contender_table", "contenders", "like_for_like_sweep",
-           "load_contenders"]  # fmt: skip
+def methods(items: Sequence[Contender]) -> dict[str, tuple[str, int]]:
+    """``{run name: (method, seed)}`` of the contenders (for :func:`orsalib.experiments.claims.by_method`)."""
+    return {c.name: (c.method or c.name, c.seed) for c in items}
+
+
+def seed_table(long: pd.DataFrame, items: Sequence[Contender]) -> pd.DataFrame:
+    """Accuracy (%) per method and condition over its seeds: ``mean ± sd (k seeds)``; rows in contender order."""
+    of = methods(items)
+    df = long.assign(method=long["model"].map(lambda m: of.get(m, (m, 0))[0]))
+    order = list(dict.fromkeys(c.method or c.name for c in items))
+    cols = list(dict.fromkeys(df["condition"]))
+    rows = {}
+    for m in order:
+        g = df[df["method"] == m]
+        row = {}
+        for cond in cols:
+            x = 100 * g.loc[g["condition"] == cond, "accuracy"].astype(float)
+            row[cond] = (f"{x.mean():.2f} ± {x.std(ddof=1):.2f} ({len(x)} seeds)" if len(x) > 1
+                         else f"{x.mean():.2f} (1 seed)" if len(x) else "")  # fmt: skip
+        rows[m] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+
+
+__all__ = ["ALTERNATIVE", "CLAIM_LABELS", "ROLES", "SEEDED_ROLES", "Contender", "contender_table", "contenders",
+           "like_for_like_sweep", "load_contenders", "methods", "seed_dir", "seed_table"]  # fmt: skip

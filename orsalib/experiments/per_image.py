@@ -98,10 +98,11 @@ def condition_ids(manifest: pd.DataFrame, indices: np.ndarray) -> np.ndarray:
     manifest's ``source_index`` (the row of the source manifest, shared by a clean image and its occluded copy)."""
     ids = np.asarray(indices, dtype=np.int64)
     if "source_index" in manifest.columns:
-        try:
-            return manifest["source_index"].loc[ids].to_numpy(dtype=np.int64)
-        except KeyError:
-            return ids
+        missing = np.setdiff1d(ids, manifest.index.to_numpy())
+        if missing.size:
+            raise ValueError(f"predictions for rows {missing[:8].tolist()} that the condition's manifest lacks "
+                             f"({missing.size} rows): they cannot be paired with their source images")  # fmt: skip
+        return manifest["source_index"].loc[ids].to_numpy(dtype=np.int64)
     return ids
 
 

@@ -655,6 +655,8 @@ def run_dare_comparison(
         row["minutes"] = minutes
         row["per_image"] = _write_per_item(out / PER_IMAGE_FILE, task, pr)
         row["n_test"], row["n_test_all"] = len(pr.labels), int(task.info.get("n_test_all", len(pr.labels)))
+        if task.kind == "hsi":  # per-pixel ids are row * width + col: the claims group pixels into scene blocks
+            row["scene_width"] = int(task.info.get("scene_shape", [0, 0])[1])
         rows.append(row)
     return pd.DataFrame(rows)
 

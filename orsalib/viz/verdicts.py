@@ -1,18 +1,20 @@
-"""The verdict of every paper claim, drawn: our paired difference with its 95 % CI beside the paper's difference.
+"""The verdict of every paper claim, drawn: our difference over seeds with its interval beside the paper's difference.
 
-:func:`verdict_figure` is a forest plot, one row per claim (``orsalib.experiments.claims``): the point is our mean
-paired difference (points, A - B, positive in the claim's direction), the bar its 95 % CI, the colour the verdict,
-the open diamond the paper's difference. A CI across the 0 line is a claim this budget does not resolve.
+:func:`verdict_figure` is a forest plot, one row per claim (``orsalib.experiments.claims``): the point is our
+difference (points, A - B over the seeds, positive in the claim's direction), the bar the interval that matches the
+verdict (Holm within the table), the colour the verdict, the open diamond the paper's difference.
+:func:`verdict_block` is what every notebook with claims runs: record, decide, write the table, draw, show.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 
-from ..experiments.verdicts import NOT_MEASURED, Verdict
+from ..experiments.verdicts import NOT_MEASURED, Verdict, adjust, verdict_table
 
 #: one colour per verdict.
 VERDICT_COLORS: dict[str, str] = {"holds": "#2ca02c", "reversed": "#d62728", "not resolved": "#7f7f7f"}
@@ -23,7 +25,7 @@ def _label(v: Verdict, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def verdict_figure(verdicts: Sequence[Verdict], title: str = "Paper claims: our paired difference and its 95% CI",
+def verdict_figure(verdicts: Sequence[Verdict], title: str = "Paper claims: our difference over seeds and its interval",
                    width: int = 95) -> go.Figure:  # fmt: skip
     """Forest plot of ``verdicts`` (those ``not measured`` are counted in the subtitle, not drawn).
 
@@ -40,7 +42,7 @@ def verdict_figure(verdicts: Sequence[Verdict], title: str = "Paper claims: our 
         rows = [(lab, v) for lab, v in zip(labels, shown) if v.verdict == verdict]
         if not rows:
             continue
-        hi = [v.ci_high - v.delta if math.isfinite(v.ci_high) else 0.0 for _, v in rows]
+        hi = [v.ci_high - v.delta if math.isfinite(v.ci_high) else 0.0 for _, v in rows]  # one-sided: no bar
         lo = [v.delta - v.ci_low if math.isfinite(v.ci_low) else 0.0 for _, v in rows]
         fig.add_trace(go.Scatter(
             x=[v.delta for _, v in rows], y=[lab for lab, _ in rows], mode="markers", name=verdict,
@@ -65,4 +67,57 @@ def verdict_figure(verdicts: Sequence[Verdict], title: str = "Paper claims: our 
     return fig
 
 
-__all__ = ["VERDICT_COLORS", "verdict_figure"]
+def verdict_block(
+    run_name: str,
+    verdicts: Sequence[Verdict],
+    *,
+    stem: str,
+    title: str,
+    caption: str,
+    profile: str | None = None,
+    record: bool = True,
+) -> tuple[list[Verdict], Any]:
+    """Record ``verdicts`` in ``results/verdicts.json`` (``record``; each table decided as a family there), write
+    the table ``tables/<stem>`` and the figure ``figures/<stem>``, show the figure; returns the decided rows and
+    the table. With ``record=False`` the rows are decided among themselves and nothing is merged."""
+    from ..experiments import claims
+    from . import core, export
+
+    if record:
+        claims.record_verdicts(run_name, verdicts, profile=profile)
+        keys = {(v.table, v.claim) for v in verdicts}
+        decided = [v for v in claims.load_verdicts(run_name, complete=False) if (v.table, v.claim) in keys]
+    else:
+        decided = adjust([Verdict(**v.to_dict()) for v in verdicts])
+    df = verdict_table(decided)
+    core.save_table(df, run_name, stem, caption=caption)
+    fig = verdict_figure(decided, title=title)
+    core.save_figure(fig, run_name, stem, profile=profile)
+    export.show(fig)
+    return decided, df
+
+
+def calibration_figure(cal: dict, title: str = "Calibration: A/A comparisons of one configuration") -> go.Figure:
+    """The A/A comparisons of ``results/calibration.json``: each difference with its interval, coloured by verdict
+    (every one should be "not resolved"; a false verdict is drawn in its colour)."""
+    rows = [r for r in cal.get("comparisons", []) if r.get("delta") is not None]
+    fig = go.Figure()
+    for verdict, color in VERDICT_COLORS.items():
+        sel = [r for r in rows if r["verdict"] == verdict]
+        if not sel:
+            continue
+        hi = [(r["ci_high"] - r["delta"]) if r.get("ci_high") is not None else 0.0 for r in sel]
+        lo = [(r["delta"] - r["ci_low"]) if r.get("ci_low") is not None else 0.0 for r in sel]
+        fig.add_trace(go.Scatter(x=[r["comparison"] for r in sel], y=[r["delta"] for r in sel], mode="markers",
+                                 name=verdict, marker=dict(color=color, size=8),
+                                 error_y=dict(type="data", array=hi, arrayminus=lo, visible=True)))  # fmt: skip
+    fig.add_hline(y=0, line_dash="dash", line_color="#444444")
+    rate = cal.get("false_verdict_rate")
+    sub = (f"{cal.get('n_false', 0)} of {cal.get('n_comparisons', 0)} false verdicts ({100 * rate:.1f} %, nominal 5 %)"
+           if rate is not None else "no comparison judged")  # fmt: skip
+    fig.update_layout(title=f"{title}<br><sup>{sub}</sup>", height=340, width=720, legend_title="verdict",
+                      xaxis_title="A/A comparison (3 vs 3 seeds)", yaxis_title="A − B (points)")  # fmt: skip
+    return fig
+
+
+__all__ = ["VERDICT_COLORS", "calibration_figure", "verdict_block", "verdict_figure"]
