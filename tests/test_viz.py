@@ -118,8 +118,10 @@ def test_a_notebook_shows_live_plotly_figures(tmp_path):
     out = tmp_path / "live_out.ipynb"
     r = runbook.run_notebook(nb, out, {"run_name": "viz-live"}, timeout=120, env={"ORSA_HEADLESS": "1"})
     assert r.status == "ok", r.error
-    counts = live_figures_per_cell(nbformat.read(str(out), as_version=4))
-    assert list(counts.values()) == [1, 2]
+    executed = nbformat.read(str(out), as_version=4)
+    assert list(live_figures_per_cell(executed).values()) == [1, 2]
+    shown = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "display_data"]
+    assert len(shown) == 3 and all("text/html" in o.data for o in shown), "one output per figure, HTML for nbconvert"
 
 
 def live_figures_per_cell(nb) -> dict[int, int]:

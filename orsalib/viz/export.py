@@ -33,9 +33,20 @@ def fit_to_cell(fig: Any) -> Any:
 
 def show(*figs: Any) -> None:
     """Display figures live (one output each, sized to the cell); ``None`` figures are skipped."""
+    import copy
+
+    import plotly.io as pio
+    from IPython.display import display
+
+    parts = []
+    for name in RENDERER.split("+"):  # the renderers' own bundles, without their per-call activation script
+        r = copy.copy(pio.renderers[name])
+        r.config = {"displaylogo": False, "responsive": True}
+        parts.append(r)
     for fig in figs:
         if fig is not None:
-            fit_to_cell(fig).show(renderer=RENDERER, config={"displaylogo": False, "responsive": True})
+            d = fit_to_cell(fig).to_dict()
+            display({k: v for r in parts for k, v in r.to_mimebundle(d).items()}, raw=True)
 
 
 def _probe(timeout: float = 60.0) -> str:
