@@ -38,7 +38,7 @@ def test_notebook_runs_with_smoke_profile(nb):
     assert all(f.with_suffix(".png").exists() for f in figures) or export_unavailable(), \
         f"{nb.name}: a saved figure lacks its PNG"
     live = {i: sum(PLOTLY_MIME in o.get("data", {}) for o in c.outputs) for i, c in enumerate(executed.cells)
-            if c.cell_type == "code" and "viz.show(" in c.source}
+            if c.cell_type == "code" and ("viz.show(" in c.source or "verdict_block(" in c.source)}
     assert all(n >= 1 for n in live.values()), f"{nb.name}: cells {[i for i, n in live.items() if not n]} show no " \
         "live plotly figure"
     assert sum(live.values()) >= len(figures), f"{nb.name}: {len(figures)} figures saved, {sum(live.values())} shown"
@@ -64,15 +64,17 @@ def test_verdicts_after_the_suite():
     assert {(v.table, v.claim) for v in claims.expected_claims()} <= set(keys), "a paper claim is missing"
     for r in rows:
         assert {"claim", "table", "paper", "ours", "delta", "ci_low", "ci_high", "p", "n", "seeds", "verdict", "mde",
-                "paper_delta", "unit", "note", "source"} <= set(r)  # fmt: skip
+                "paper_delta", "unit", "note", "source", "p_adjusted", "adjust_method", "n_seeds", "resampling",
+                "data"} <= set(r)  # fmt: skip
         assert r["verdict"] in VERDICTS
         if r["verdict"] != NOT_MEASURED:
             assert r["n"] > 0 and isinstance(r["delta"], float) and r["source"]
-    # smoke models may stay at chance: such a comparison is computed and then refused a verdict ("not above chance")
-    computed = [r for r in rows if r["verdict"] != NOT_MEASURED or "not above chance" in r["note"]]
+    # smoke models may stay at chance: such a comparison is computed and then refused a verdict ("did not learn")
+    computed = [r for r in rows if r["verdict"] != NOT_MEASURED or "did not learn" in r["note"]]
     measured = {r["table"] for r in computed}
     assert measured == set(claims.CLAIM_TABLES), f"no measured claim in {set(claims.CLAIM_TABLES) - measured}"
     sources = {r["source"] for r in computed}
-    assert {"50_evaluation_occlusion", "60_ablations", "70_dareloss_cifar10", "71_dareloss_spectralformer",
-            "80_ran_baseline"} <= sources  # fmt: skip
+    assert {"50_evaluation_occlusion", "60_ablations", "70_dareloss_cifar10", "71_dareloss_spectralformer"} <= sources
     assert len(claims.verdict_summary(RUN)) == len(rows)
+    cal = json.loads((run_dir(RUN) / "results" / "calibration.json").read_text())
+    assert {"false_verdict_rate", "n_comparisons", "ci", "design"} <= set(cal) and cal["comparisons"]
