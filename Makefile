@@ -2,6 +2,7 @@
 #   make reproduce   # whole notebook suite, CPU profile, embedded data -> outputs/$(RUN_NAME)/
 #   make test        # the test suite
 # Overrides: make reproduce PROFILE=smoke RUN_NAME=try1 DATASET=rafdb DATA_ROOT=/path/to/dataset ONLY=10,40
+#            SEED=1 (base seed of every comparison) SEEDS=5 (training seeds per compared method)
 #            (DATA_ROOT without DATASET: the dataset is detected from the folder's layout)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -12,6 +13,8 @@ RUN_NAME ?= default
 DATASET ?=
 DATA_ROOT ?=
 ONLY ?=
+SEED ?=
+SEEDS ?=
 PYTEST_ARGS ?=
 
 .PHONY: reproduce test install lint clean-outputs lab check bench readme
@@ -28,7 +31,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
-	$(BIN)/orsa reproduce --profile $(PROFILE) --run-name $(RUN_NAME) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/orsa reproduce --profile $(PROFILE) --run-name $(RUN_NAME) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY)) $(if $(SEED),--seed $(SEED)) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

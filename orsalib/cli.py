@@ -127,7 +127,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     try:
         reproduce(profile=args.profile, run_name=args.run_name, only=args.only, data_root=args.data_root,
                   seed=args.seed, device=args.device, timeout=args.timeout, notebooks_dir=nb_dir,
-                  dataset=args.dataset)  # fmt: skip
+                  dataset=args.dataset, n_seeds=args.seeds)  # fmt: skip
     except NotebookFailed:
         return 1
     return 0
@@ -339,6 +339,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parsers
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def _add_reproduce(sub: Any) -> None:
     r = sub.add_parser("reproduce", help="run the ordered notebook suite with papermill")
     r.add_argument("--profile", default="cpu", choices=PROFILE_NAMES, help="default: cpu")
@@ -346,7 +356,9 @@ def _add_reproduce(sub: Any) -> None:
     r.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 10,40")
     r.add_argument("--dataset", default="", help="a registered dataset; default: detected from --data-root")
     r.add_argument("--data-root", default="", help="dataset folder (default: the embedded SynthFER)")
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--seed", type=int, default=None, help="base seed: the seeds of every comparison start here")
+    r.add_argument("--seeds", type=_positive_int, default=None,
+                   help="training seeds per compared method (default: the profile's; cpu: 3; >= 2 for a verdict)")
     r.add_argument("--device", default="auto")
     r.add_argument("--timeout", type=float, default=None, help="seconds per notebook (default by profile)")
     r.add_argument("--list", action="store_true", help="list what would run and exit")

@@ -392,8 +392,11 @@ def resolve_dataset(dataset: str, data_root: str) -> str:
 def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None = None, data_root: str = "",
               seed: int | None = None, device: str = "auto", timeout: float | None = None,
               notebooks_dir: Path = NOTEBOOKS_DIR, extra_parameters: dict[str, Any] | None = None,
-              echo: bool = True, dataset: str = "") -> list[NotebookRun]:
+              echo: bool = True, dataset: str = "", n_seeds: int | None = None) -> list[NotebookRun]:
     """Run the ordered suite; stop at the first failure (raises :class:`NotebookFailed` after printing).
+
+    ``n_seeds``: training seeds per compared method in every notebook with claims (those declaring ``n_seeds``, or a
+    ``seeds`` list: then ``seed, seed + 1, ...``); None: each profile's own.
 
     ``dataset`` / ``data_root`` go to the FER notebooks (those declaring a ``dataset`` parameter); with a
     ``data_root`` and no ``dataset`` the dataset is detected from the folder's layout. The transfer notebooks (70,
@@ -419,7 +422,13 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
     say(f"orsa reproduce: profile={profile} run_name={run_name}{what} -> {run_dir(run_name)}")
     for nb in nbs:
         say(f"  running {nb.name} ...", flush=True)
-        params = {**common, **(fer if "dataset" in notebook_parameters(nb) else {})}
+        declared = notebook_parameters(nb)
+        params = {**common, **(fer if "dataset" in declared else {})}
+        if n_seeds:
+            if "n_seeds" in declared:
+                params["n_seeds"] = int(n_seeds)
+            elif "seeds" in declared:
+                params["seeds"] = [(seed or 0) + k for k in range(int(n_seeds))]
         r = run_notebook(nb, out_dir / nb.name, params, timeout)
         r.profile = profile
         r.result = {**read_results(run_name).get(nb.stem, {}), **r.result}

@@ -76,3 +76,22 @@ def test_unknown_profile_and_missing_data_root(tmp_path):
         runbook.reproduce(profile="fast", notebooks_dir=tmp_path, echo=False)
     with pytest.raises(ConfigError, match="does not exist"):
         runbook.reproduce(profile="smoke", data_root=str(tmp_path / "nope"), notebooks_dir=tmp_path, echo=False)
+
+
+def test_seeds_reach_the_notebooks_with_claims(tmp_path, monkeypatch):
+    """``orsa reproduce --seeds N``: ``n_seeds`` where a notebook declares it, a ``seeds`` list (from the base seed)
+    where it declares that, nothing elsewhere."""
+    make_notebook(tmp_path / "10_plain.ipynb", ["pass"], params='run_name: str = "x"')
+    make_notebook(tmp_path / "50_claims.ipynb", ["pass"], params='run_name: str = "x"\nn_seeds: int = 0')
+    make_notebook(tmp_path / "70_transfer.ipynb", ["pass"], params='run_name: str = "x"\nseeds: list = []')
+    got = {}
+
+    def fake_run(nb, out, params, timeout, **kw):
+        got[nb.stem] = params
+        return runbook.NotebookRun(notebook=nb.name, output=str(out), status="ok", seconds=0.0)
+
+    monkeypatch.setattr(runbook, "run_notebook", fake_run)
+    monkeypatch.setattr(runbook, "_verdicts", lambda run: "")
+    runbook.reproduce(profile="smoke", run_name="rb-seeds", notebooks_dir=tmp_path, echo=False, seed=4, n_seeds=5)
+    assert "n_seeds" not in got["10_plain"] and "seeds" not in got["10_plain"]
+    assert got["50_claims"]["n_seeds"] == 5 and got["70_transfer"]["seeds"] == [4, 5, 6, 7, 8]
