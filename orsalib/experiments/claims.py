@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from ..paper import TABLE2, TABLE3, TABLE4, TABLE6, TABLE7, TABLE8
+from ..paper import TABLE2, TABLE3, TABLE4, TABLE6, TABLE7, TABLE8, paper_column, paper_drop, paper_pair
 from ..paths import run_dir
 from .per_image import read_per_image
+from .power import power_statement, power_summary
 from .verdicts import (
     NOT_MEASURED,
     VERDICTS,
@@ -62,8 +63,6 @@ BASELINES: dict[str, str] = {
     "the prior-free baseline": "50_evaluation_occlusion", "resnet18": "50_evaluation_occlusion",
     "RAN": "50_evaluation_occlusion",
 }  # fmt: skip
-#: Rows of the paper's tables that stand for a baseline label (others: compared with the strongest other method).
-PAPER_ROWS: dict[str, str] = {"RAN": "RAN"}
 #: The paper's artificial occlusion ratios (Table 3).
 PAPER_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3)
 #: Table 4 columns and Table 6 real-occlusion columns.
@@ -89,47 +88,6 @@ SCENE_LABELS: dict[str, str] = {"indian_pines": "Indian Pines", "pavia_u": "Pavi
 _SCENES = SCENE_LABELS
 _FAMILIES = {"crossvit": "CrossViT", "gfnet": "GFNet"}
 _METRIC_LABELS = {"OA": "OA", "AA": "AA", "kappa": "kappa", "top1": "top-1", "top5": "top-5"}
-
-
-# ============================================================================= the paper's side of each claim
-def paper_column(dataset: str = "", num_classes: int | None = None) -> str:
-    """Table 2's column a dataset stands for: ``AffectNet7``/``AffectNet8`` for AffectNet, else ``RAF-DB``."""
-    if "affectnet" in dataset.lower():
-        return "AffectNet8" if num_classes == 8 else "AffectNet7"
-    return "RAF-DB"
-
-
-def _paper_pair(table: Mapping[str, Mapping[str, float | None]], col: str, label: str) -> tuple[str, float | None]:
-    """``("92.28 vs 88.90 (RAN)", 3.38)``; a label without a row is compared with the strongest other method."""
-    ours = table.get(_MAIN, {}).get(col)
-    if ours is None:
-        return f"ORSANet reports no {col}", None
-    row = PAPER_ROWS.get(label, label)
-    other = table.get(row, {}).get(col) if row != _MAIN else None
-    if other is not None:
-        return f"{ours:.2f} vs {other:.2f} ({row})", round(ours - other, 2)
-    others = {k: v.get(col) for k, v in table.items() if k != _MAIN and v.get(col) is not None}
-    if not others:
-        return f"{ours:.2f} (ORSANet); no other method reports {col}", None
-    best = max(others, key=lambda k: others[k])
-    return (f"{ours:.2f} vs {others[best]:.2f} ({best}, the strongest of {len(others)} other methods; "
-            f"the paper has no row for {label})", round(ours - others[best], 2))  # fmt: skip
-
-
-def _paper_drop(ratio_key: str, label: str) -> tuple[str, float | None]:
-    """Table 3, 0 -> r %: ORSANet's drop against the baseline's (or the other methods'), and drop_B - drop_ORSANet."""
-    drops = {k: v["0"] - v[ratio_key] for k, v in TABLE3.items()}
-    mine = drops.pop(_MAIN)
-    head = f"ORSANet -{mine:.2f} ({TABLE3[_MAIN]['0']:.2f} -> {TABLE3[_MAIN][ratio_key]:.2f})"
-    row = PAPER_ROWS.get(label, label)
-    if row in drops:
-        return f"{head} vs {row} -{drops[row]:.2f}", round(drops[row] - mine, 2)
-    less = sorted(k for k, d in drops.items() if d < mine)
-    mean = float(np.mean(list(drops.values())))
-    text = (f"{head} vs -{min(drops.values()):.2f} ... -{max(drops.values()):.2f} (mean -{mean:.2f}) for the "
-            f"{len(drops)} other methods; by the paper's own numbers {len(less)} of {len(drops)} degrade less"
-            + (f" ({', '.join(less)})" if less else ""))  # fmt: skip
-    return text, round(mean - mine, 2)
 
 
 # ============================================================================= per-image correctness of runs
@@ -314,7 +272,7 @@ def table2_claims(
     out = []
     for label, name in baselines.items():
         claim = f"ORSANet beats {label} (clean)"
-        paper, pdelta = _paper_pair(TABLE2, col, label)
+        paper, pdelta = paper_pair(TABLE2, col, label)
         if name is None or (main, condition) not in correct or (name, condition) not in correct:
             out.append(not_measured(claim, "Table 2", paper, _missing(label, name, main, condition, correct),
                                     paper_delta=pdelta, source=source, dataset=dataset, data=data))  # fmt: skip
@@ -375,9 +333,9 @@ def table3_claims(
         cond = f"{kind} {pct}"
         for label, name in baselines.items():
             in_paper = key in TABLE3[_MAIN]
-            p_acc, d_acc = _paper_pair({k: {cond: v.get(key)} for k, v in TABLE3.items()}, cond, label) \
+            p_acc, d_acc = paper_pair({k: {cond: v.get(key)} for k, v in TABLE3.items()}, cond, label) \
                 if in_paper else ("no such ratio in the paper", None)  # fmt: skip
-            p_drop, d_drop = _paper_drop(key, label) if in_paper else ("no such ratio in the paper", None)
+            p_drop, d_drop = paper_drop(key, label) if in_paper else ("no such ratio in the paper", None)
             c_acc = f"ORSANet beats {label} under {pct} occlusion"
             c_drop = f"ORSANet degrades less than {label} from 0 to {pct} occlusion"
             keys = [(main, "clean"), (main, cond)] + ([(name, "clean"), (name, cond)] if name is not None else [])
@@ -435,7 +393,7 @@ def table4_claims(
     out = []
     for col in REAL_COLUMNS:
         for label, name in baselines.items():
-            paper, pdelta = _paper_pair(TABLE4, col, label)
+            paper, pdelta = paper_pair(TABLE4, col, label)
             base_claim = f"ORSANet beats {label} on real occlusion ({col} analogue)"
             if not by_col[col]:
                 out.append(not_measured(base_claim, "Table 4", paper, f"no {col} analogue in this run",
@@ -761,93 +719,6 @@ def table8_claims(
             extra.append((stem + f" [{other}]", g[g["model"] == other], ref, ""))
     return _dare_claims("Table 8", groups + extra, TABLE8_METRICS, source, {}, item="images", n_boot=n_boot,
                         seed=seed, chance_guard=chance_guard)  # fmt: skip
-
-
-# ============================================================================= what the budget can resolve
-def _n_study_of(v: Verdict, n_study: int | Mapping[str, int] | None) -> int | None:
-    if n_study is None or isinstance(n_study, int):
-        return n_study
-    return next((int(n) for key, n in n_study.items() if key in v.claim), None)
-
-
-def power_summary(verdicts: Sequence[Verdict], *, n_study: int | Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The minimum detectable differences of a notebook's claims, for its ``results/NN_*.json`` (claims without an MDE,
-    e.g. two models that agree on every image, are left out).
-
-    Args:
-        verdicts: one table's claims (those ``not measured`` count only for the paper's deltas).
-        n_study: items x seeds per claim of the ``study=True`` settings (an int, or ``{text in the claim: n}``,
-            e.g. per scene); the expected MDE there is this run's MDE scaled by ``sqrt(n / n_study)`` (the spread of
-            the per-item differences seen here; a better-trained pair disagrees less, so this is conservative).
-
-    Returns:
-        ``{"unit", "n" (median items x seeds per claim), "mde_median", "mde_min", "mde_max",
-        "mde_over_seeds_median", "paper_delta_min", "paper_delta_max", "paper_deltas_detectable" ("k of m": paper
-        deltas at or above their claim's MDE), "study_mde_median", "mde": {claim: MDE}}`` (points; None where not
-        computable).
-    """
-    shown = [v for v in verdicts if v.verdict != NOT_MEASURED and math.isfinite(v.mde)]
-    mdes = np.array([v.mde for v in shown], dtype=np.float64)
-    papers = [abs(v.paper_delta) for v in verdicts if v.paper_delta is not None]
-    with_paper = [v for v in shown if v.paper_delta is not None]
-    study = []
-    for v in shown:
-        n = _n_study_of(v, n_study)
-        if n and v.n:
-            study.append(v.mde * math.sqrt(v.n * max(1, v.n_seeds) / n))
-
-    def r(x: float | None) -> float | None:
-        return None if x is None or not math.isfinite(x) else round(float(x), 2)
-
-    return {
-        "unit": ", ".join(dict.fromkeys(v.unit for v in shown)),
-        "n": int(np.median([v.n for v in shown])) if shown else 0,
-        "mde_median": r(float(np.median(mdes))) if mdes.size else None,
-        "mde_min": r(float(mdes.min())) if mdes.size else None,
-        "mde_max": r(float(mdes.max())) if mdes.size else None,
-        "paper_delta_min": r(min(papers)) if papers else None,
-        "paper_delta_max": r(max(papers)) if papers else None,
-        "paper_deltas_detectable": f"{sum(abs(v.paper_delta) >= v.mde for v in with_paper)} of {len(with_paper)}",
-        "study_mde_median": r(float(np.median(study))) if study else None,
-        "mde": {v.claim: r(v.mde) for v in shown},
-    }
-
-
-def power_statement(
-    verdicts: Sequence[Verdict],
-    table: str,
-    *,
-    study: bool,
-    study_settings: str = "",
-    study_minutes: float | None = None,
-    n_study: int | Mapping[str, int] | None = None,
-    target: float = 2.0,
-) -> str:
-    """What this budget can resolve for one table, in plain words: the MDE (80 % power, alpha 0.05) against the
-    paper's deltas, and (quick runs) what ``study=True`` runs, how long it takes and the MDE expected there."""
-    ps = power_summary(verdicts, n_study=n_study)
-    if ps["mde_median"] is None:
-        return f"{table}: no claim measured in this run, so no minimum detectable difference."
-    pmin, pmax = ps["paper_delta_min"], ps["paper_delta_max"]
-    paper = f"The paper's {table} deltas are {pmin:.2f}-{pmax:.2f} points" if pmin is not None else "The paper " \
-        "gives no deltas"  # fmt: skip
-    head = (f"{table}: this run detects differences >= {ps['mde_median']:.2f} points (80 % power, alpha 0.05; median "
-            f"MDE of {len(ps['mde'])} claims, range {ps['mde_min']:.2f}-{ps['mde_max']:.2f}, "
-            f"{ps['n']} {ps['unit']} per claim)")  # fmt: skip
-    text = f"{head}. {paper}; {ps['paper_deltas_detectable']} are at or above their claim's MDE."
-    if study:
-        return text + " This is the powered run (study=True)."
-    when = f"about {_duration(study_minutes)} on 2 CPU cores" if study_minutes else "run time: see the title cell"
-    expect = (f"; expected MDE there about {ps['study_mde_median']:.2f} points at the disagreement seen here"
-              if ps["study_mde_median"] is not None else "")  # fmt: skip
-    settings = f"{study_settings}; {when}" if study_settings else when
-    if ps["mde_median"] <= target:
-        return text + f" Differences of about {target:g} points are resolvable at this budget."
-    return text + f" Run with study=True ({settings}) to resolve differences of about {target:g} points{expect}."
-
-
-def _duration(minutes: float) -> str:
-    return f"{minutes:.0f} minutes" if minutes < 90 else f"{minutes / 60:.1f} hours"
 
 
 # ============================================================================= the shared file
