@@ -75,3 +75,12 @@ def test_snapshot_of_finished_runs_and_rewrite(tmp_path, monkeypatch):
     assert readme.rewrite(text, {"suite_minutes": "5"}) == text.replace("old", "5")
     with pytest.raises(ValueError, match="training"):
         readme.rewrite(text, {"training": "x"})
+
+
+def test_flipped_claims_between_runs():
+    from orsalib.viz.readme import flipped_claims
+
+    runs = [{"claims": {"Table 2 | a": "holds", "Table 3 | b": "holds", "Table 6 | c": "reversed"}},
+            {"claims": {"Table 2 | a": "reversed", "Table 3 | b": "not resolved"}}]  # fmt: skip
+    assert flipped_claims(runs) == ["Table 2 | a"]
+    assert flipped_claims(runs[:1]) == []

@@ -67,6 +67,15 @@ def _verdict_counts(run_name: str) -> dict[str, int] | None:
     return {k: int(counts.get(k, 0)) for k in VERDICT_COLUMNS}
 
 
+def _claim_verdicts(run_name: str) -> dict[str, str]:
+    """``{"<table> | <claim>": verdict}`` of the run's measured claims (the flip check between runs)."""
+    if not (run_dir(run_name, create=False) / "results" / "verdicts.json").is_file():
+        return {}
+    from ..experiments.claims import load_verdicts
+
+    return {f"{v.table} | {v.claim}": v.verdict for v in load_verdicts(run_name) if v.verdict != "not measured"}
+
+
 def run_entry(run_name: str) -> dict[str, Any]:
     """One run's entry of the snapshot (raises FileNotFoundError when the run has no ``runbook.json``)."""
     root = run_dir(run_name, create=False)
@@ -87,6 +96,9 @@ def run_entry(run_name: str) -> dict[str, Any]:
         "total_minutes": round(sum(v["minutes"] for v in notebooks.values()), 1),
         "peak_gb": max((v["peak_gb"] or 0 for v in notebooks.values()), default=0),
         "verdicts": _verdict_counts(run_name),
+        "claims": _claim_verdicts(run_name),
+        "calibration": {k: v for k, v in (_read_json(root / "results" / "calibration.json") or {}).items()
+                        if k in ("false_verdict_rate", "n_false", "n_comparisons", "ci")} or None,  # fmt: skip
     }
     train = results.get("40_training") or {}
     keep = ("model", "dataset", "epochs", "last_epoch", "last_val_acc_pct", "last_valid_occluded_acc_pct",
@@ -141,8 +153,31 @@ def block_verdicts(snap: Mapping[str, Any]) -> str:
         counts = run.get("verdicts")
         cells = [str(counts[k]) for k in VERDICT_COLUMNS] if counts else ["-"] * len(VERDICT_COLUMNS)
         rows.append(f"| `{run['run']}` ({run.get('profile') or '?'}) | {_seed(run)} | " + " | ".join(cells) + " |")
+    lines = []
+    runs = snap["runs"]
+    if len(runs) > 1:
+        flips = flipped_claims(runs)
+        lines.append(f"Claims that hold in one run and are reversed in another: {len(flips)}"
+                     + (f" ({'; '.join(flips)})" if flips else "") + ".")  # fmt: skip
+    for run in runs:
+        cal = run.get("calibration")
+        if cal and cal.get("false_verdict_rate") is not None:
+            lo, hi = cal["ci"]
+            lines.append(f"Calibration of `{run['run']}` (`results/calibration.json`): {cal['n_false']} false verdicts "
+                         f"in {cal['n_comparisons']} A/A comparisons, rate {100 * cal['false_verdict_rate']:.1f} % "
+                         f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f} %).")  # fmt: skip
     note = _provenance(snap["runs"][0])
-    return "\n" + "\n".join(rows) + "\n" + (f"\n{note.strip()}\n" if note else "")
+    extra = "".join(f"\n{x}\n" for x in lines)
+    return "\n" + "\n".join(rows) + "\n" + extra + (f"\n{note.strip()}\n" if note else "")
+
+
+def flipped_claims(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The claims judged "holds" in one run and "reversed" in another (a verdict must never flip that way)."""
+    seen: dict[str, set[str]] = {}
+    for run in runs:
+        for claim, verdict in (run.get("claims") or {}).items():
+            seen.setdefault(claim, set()).add(verdict)
+    return sorted(c for c, vs in seen.items() if {"holds", "reversed"} <= vs)
 
 
 def block_suite(snap: Mapping[str, Any]) -> str:
