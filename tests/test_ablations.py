@@ -189,12 +189,12 @@ def test_per_image_records_round_trip_and_pair_on_images(tmp_path):
 def test_study_config_quick_and_powered():
     cfg, seeds = A.study_config("cpu", run_name="t_study")
     assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
-        "orsanet_tiny", 5, 400, 100)  # fmt: skip
-    assert (cfg.train.max_steps_per_epoch, cfg.prior.source) == (50, "oracle")  # the quick budget: a model that learns
-    assert cfg.train.eval_every == 5 and seeds == [0, 1, 2]  # seeds are the replicates of a verdict
+        "orsanet_tiny", 4, 400, 100)  # fmt: skip
+    assert (cfg.train.max_steps_per_epoch, cfg.prior.source) == (40, "oracle")  # the quick budget: a model that learns
+    assert cfg.train.eval_every == 4 and seeds == [0, 1, 2]  # seeds are the replicates of a verdict
     cfg, seeds = A.study_config("cpu", study=True, seed=5, run_name="t_study")
     assert (cfg.model.name, cfg.train.epochs, cfg.data.train_per_class, cfg.data.val_per_class) == (
-        "orsanet_cpu", 8, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip
+        "orsanet_cpu", 6, 400, A.STUDY["cpu"]["data.val_per_class"])  # fmt: skip
     assert cfg.train.eval_every == cfg.train.epochs and seeds == [5, 6, 7]
     _, seeds = A.study_config("cpu", study=True, n_seeds=2, run_name="t_study")
     assert seeds == [0, 1]  # an explicit number of seeds wins

@@ -107,13 +107,13 @@ def read_results(out_dir: str | Path) -> pd.DataFrame:
 
 
 #: the cpu profile's quick budget for the Table 6 study (it must fit the whole cpu suite on 2 cores): orsanet_tiny with
-#: oracle priors on the profile's SynthFER build (its caches are reused), 5 epochs of 50 batches (8,000 faces), three
+#: oracle priors on the profile's SynthFER build (its caches are reused), 4 epochs of 40 batches (5,120 faces), three
 #: seeds per variant (a verdict is about methods: seeds are its replicates), on the 700 images of each column. The
 #: full model learns there (6 epochs: 83 % clean at seed 0, 50 s
 #: per training); with the profile's detected priors orsanet_tiny stays at chance at any budget that fits (17 %), and on
 #: 50 faces per class (the earlier budget) every variant did (15-21 %).
 CPU_STUDY_BUDGET: dict[str, Any] = {
-    "model.name": "orsanet_tiny", "train.epochs": 5, "train.max_steps_per_epoch": 50, "train.lr": 4e-3,
+    "model.name": "orsanet_tiny", "train.epochs": 4, "train.max_steps_per_epoch": 40, "train.lr": 4e-3,
     "train.lsce_warmup_epochs": 1, "prior.source": "oracle", "n_seeds": 3,
 }  # fmt: skip
 
