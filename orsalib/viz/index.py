@@ -51,7 +51,8 @@ FILES: dict[str, str] = {
     "index.html": "this page",
     "artefacts.json": "every saved table and figure with its caption (the source of this page)",
     "runbook.json": "status, minutes and headline numbers of every notebook of the last `orsa reproduce`",
-    "results/verdicts.json": "every claim of the paper's Tables 2, 3, 4, 6, 7, 8: paired difference, 95% CI, verdict",
+    "results/verdicts.json": "every claim of Tables 2, 3, 4, 6, 7, 8: difference over seeds, CI, Holm, verdict",
+    "results/calibration.json": "A/A comparisons of one configuration: the false-verdict rate of the procedure",
 }
 
 # ----------------------------------------------------------------------------- headline numbers
@@ -271,24 +272,31 @@ def _verdicts_section(root: Path) -> list[str]:
         counts[str(r.get("verdict"))] = counts.get(str(r.get("verdict")), 0) + 1
     out = ["<h2 id='verdicts'>Paper claims: verdicts</h2>",
            f"<p class='meta'>{e(', '.join(f'{n} {k}' for k, n in counts.items()))} · "
-           "<a href='results/verdicts.json'>results/verdicts.json</a> · ours: mean paired difference in points "
-           "(A − B, same images or same seeds) with its 95% CI; not resolved: the CI contains 0</p>",
+           "<a href='results/verdicts.json'>results/verdicts.json</a> · ours: A − B in points, the mean over each "
+           "method's training seeds on the same images, its uncertainty from the seeds and the images "
+           "(docs/statistics.md); p (Holm): adjusted within each paper table; the CI is the one that matches the "
+           "verdict; not resolved: it contains 0, or one training run per model</p>",
            f"<p class='meta'>{e(MDE_LINE)}</p>",
            "<table class='verdicts'><tr><th>table</th><th>claim</th><th>paper Δ vs</th><th>paper Δ</th>"
-           "<th>ours Δ</th><th>95% CI</th><th>n</th><th>MDE</th><th>verdict</th></tr>"]  # fmt: skip
+           "<th>ours Δ</th><th>CI</th><th>p (Holm)</th><th>seeds</th><th>n</th><th>MDE</th><th>verdict</th>"
+           "</tr>"]  # fmt: skip
     table = None
     for r in rows:
         if r.get("table") != table:
             table = r.get("table")
-            out.append(f"<tr class='group'><th colspan='9'>{e(_group_header(str(table or ''), rows))}</th></tr>")
-        lo, hi = _fmt_num(r.get("ci_low")), _fmt_num(r.get("ci_high"))
+            out.append(f"<tr class='group'><th colspan='11'>{e(_group_header(str(table or ''), rows))}</th></tr>")
+        lo, hi = _fmt_num(r.get("ci_low")) or str(r.get("ci_low") or ""), _fmt_num(r.get("ci_high")) or str(
+            r.get("ci_high") or "")  # one-sided: "inf" / "-inf"
         n = f"{r.get('n')} {r.get('unit')}" if r.get("unit") else ""
         v = str(r.get("verdict", ""))
-        title = e(" · ".join(str(r.get(k) or "") for k in ("paper", "ours", "note") if r.get(k)), quote=True)
+        title = e(" · ".join(str(r.get(k) or "") for k in ("paper", "ours", "data", "note") if r.get(k)), quote=True)
         out.append(f"<tr title=\"{title}\"><td>{e(str(r.get('table', '')))}</td><td>{e(str(r.get('claim', '')))}</td>"
                    f"<td>{e(paper_baseline(r))}</td><td class='num'>{_fmt_num(r.get('paper_delta'))}</td>"
                    f"<td class='num'>{_fmt_num(r.get('delta'))}</td>"
-                   f"<td class='num'>{f'[{lo}, {hi}]' if lo and hi else ''}</td><td>{e(n)}</td>"
+                   f"<td class='num'>{f'[{lo}, {hi}]' if lo and hi else ''}</td>"
+                   f"<td class='num'>{_fmt_num(r.get('p_adjusted'), '.3g')}</td>"
+                   f"<td>{e(str(r.get('n_seeds') or ''))}</td>"
+                   f"<td>{e(n)}</td>"
                    f"<td class='num'>{_fmt_num(r.get('mde'), '.2f')}</td>"
                    f"<td class='v-{e(v.replace(' ', '-'))}'>{e(v)}</td></tr>")  # fmt: skip
     out.append("</table>")
