@@ -255,12 +255,14 @@ def _trained_run(run_name: str, subdir: str = "train") -> Path:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .experiments.deploy import predict_images
     from .utils import atomic_write_text
+    from .viz.analysis import prediction_figure
 
     out = Path(args.out) if args.out else run_dir(args.run_name, create=False) / "predict"
     res = predict_images(_trained_run(args.run_name), args.paths, out, which=args.which,
                          prior_source=args.prior_source, device=args.device)  # fmt: skip
     fig_path = out / "predictions.html"
-    atomic_write_text(fig_path, res.figure.to_html(include_plotlyjs=True, full_html=True))
+    fig = prediction_figure(res.overlay)
+    atomic_write_text(fig_path, fig.to_html(include_plotlyjs=True, full_html=True))
     print(f"{len(res.table)} images scored with {res.checkpoint} (epoch {res.epoch})")
     if res.warning:
         print(res.warning)

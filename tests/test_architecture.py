@@ -158,6 +158,7 @@ def test_no_upward_arrow():
         ("data", {"models", "priors", "engine", "experiments", "viz", "runbook", "cli"}),
         ("priors", {"engine", "experiments", "viz", "runbook", "cli"}),
         ("engine", {"experiments", "viz", "runbook", "cli"}),
+        ("analysis", {"experiments", "viz", "runbook", "cli"}),
     ],
 )
 def test_named_arrows_of_the_design(low, forbidden):
@@ -175,6 +176,34 @@ def test_the_graph_is_read_correctly():
 def test_every_import_names_an_existing_module():
     missing = sorted(f"{m} -> {d}" for m, g in GRAPH.items() for d in g["all"] if d not in GRAPH)
     assert missing == []
+
+
+PLOTTING = ("plotly", "matplotlib", "seaborn", "bokeh", "altair", "kaleido")
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of every non-``orsalib`` module a file imports (also inside functions)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names - {"orsalib"}
+
+
+@pytest.mark.parametrize("room_name", ["engine", "analysis"])
+def test_figures_live_in_viz_alone(room_name):
+    # engine/ and analysis/ return numbers, arrays and tables; the figures of them are drawn in viz/
+    bad = sorted(f"{p.relative_to(PKG.parent)} imports {name}" for p in sorted((PKG / room_name).rglob("*.py"))
+                 for name in _third_party_imports(p) if name in PLOTTING)  # fmt: skip
+    assert bad == [], "plotting libraries are imported outside viz/ (docs/architecture.md):\n" + "\n".join(bad)
+
+
+def test_the_plotting_check_sees_a_plotting_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    import plotly.graph_objects as go\n    from matplotlib import pyplot\n")
+    assert {"plotly", "matplotlib"} <= _third_party_imports(f)
 
 
 def _long_functions(room_name: str, limit: int) -> list[str]:

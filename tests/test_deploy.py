@@ -61,7 +61,8 @@ def test_predict_writes_a_csv_and_a_figure(outputs, tmp_path, capsys):
 
 
 def test_no_synthfer_warning_on_synthfer_images_and_captions_on_two_lines(tmp_path):
-    from orsalib.experiments.deploy import caption, readable_captions, synthfer_warning
+    from orsalib.experiments.deploy import caption, synthfer_warning
+    from orsalib.viz.analysis import readable_captions
 
     build = tmp_path / "s64_c7_x"
     face = build / "valid" / "happiness" / "000001.png"

@@ -240,7 +240,11 @@ def test_sweep_long_and_table(tiny_manifest, tiny_cfg, tmp_path):
     assert t.loc["a", "clean"].startswith(f"{100 * clean_a['accuracy']:.2f} [")
     num = EV.sweep_table(long, ci=False)
     assert num.loc["a", "clean"] == pytest.approx(round(100 * clean_a["accuracy"], 2))
-    fig = EV.robustness_figure(long)
+    curve = EV.robustness_curve(long)
+    assert list(curve[curve.model == "a"]["x"]) == [0.0, 20.0]
+    from orsalib.viz.analysis import robustness_figure
+
+    fig = robustness_figure(long)
     assert len(fig.data) == 2 and list(fig.data[0].x) == [0.0, 20.0]
 
 

@@ -1,4 +1,4 @@
-"""Explain: attention maps, Grad-CAM and t-SNE figures on a tiny model."""
+"""Explain: attention maps, Grad-CAM and t-SNE on a tiny model (arrays from analysis, figures from viz.analysis)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from orsalib.analysis import explain as E
+from orsalib.viz import analysis as VA
 
 
 class _Attn(nn.Module):
@@ -97,22 +98,24 @@ def test_grad_cam_shape_and_target():
 def test_overlay_and_explain_figure():
     m = Tiny()
     b = _batch()
-    fig = E.explain_samples(m, b, ["a", "b", "c"])
+    ex = E.explain_batch(m, b, ["a", "b", "c"])
+    assert len(ex.titles) == 3 and ex.grad_cam is not None and ex.grad_cam.shape == (3, 16, 16)
+    fig = VA.explain_samples(m, b, ["a", "b", "c"])
     assert isinstance(fig, go.Figure)
     # 3 columns x (image row + 2 overlay rows each image + heatmap)
     assert sum(isinstance(t, go.Image) for t in fig.data) == 3 * 3
     assert sum(isinstance(t, go.Heatmap) for t in fig.data) == 3 * 2
-    fig2 = E.overlay_figure(b["image"], [None, np.zeros((3, 16, 16))], row_names=["att", "cam"])
+    fig2 = VA.overlay_figure(b["image"], [None, np.zeros((3, 16, 16))], row_names=["att", "cam"])
     assert sum(isinstance(t, go.Heatmap) for t in fig2.data) == 3
     with pytest.raises(ValueError, match="maps for 3 images"):
-        E.overlay_figure(b["image"], np.zeros((2, 16, 16)))
+        VA.overlay_figure(b["image"], np.zeros((2, 16, 16)))
 
 
 def test_tsne_figure():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)
     feats = rng.normal(size=(60, 8)) + labels[:, None] * 4.0
-    fig = E.tsne_figure(feats, labels, ["a", "b", "c"], preds=labels, max_points=45, max_iter=250)
+    fig = VA.tsne_figure(feats, labels, ["a", "b", "c"], preds=labels, max_points=45, max_iter=250)
     assert len(fig.data) == 3
     assert sum(len(t.x) for t in fig.data) == 45
     emb, rows = E.tsne_embedding(feats, seed=1, max_iter=250)

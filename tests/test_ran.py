@@ -224,7 +224,8 @@ def test_region_biased_loss_hand_computed():
 def test_region_weight_figure_and_table():
     import numpy as np
 
-    from orsalib.analysis.regions import region_weight_bars, region_weight_figure, region_weight_table
+    from orsalib.analysis.regions import region_weight_panels, region_weight_table
+    from orsalib.viz.analysis import region_weight_bars, region_weight_figure
 
     torch.manual_seed(3)
     model = create_model("ran_tiny").eval()
@@ -245,3 +246,6 @@ def test_region_weight_figure_and_table():
     assert len(region_weight_bars(table).data) == 2
     with pytest.raises(ValueError, match="same faces"):
         region_weight_figure(x[:2], out["boxes"], out["alphas"])
+    panels = region_weight_panels(x, out["boxes"], out["alphas"])
+    assert panels.images.shape == (3, 32, 32, 3) and panels.boxes.shape == (3, r, 4)
+    assert panels.vmax == pytest.approx(float(out["alphas"].max()))

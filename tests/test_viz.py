@@ -69,9 +69,8 @@ def test_without_a_browser_the_html_stands_alone(tmp_path):
 
 
 def test_every_library_figure_builder_renders():
-    from orsalib.analysis.explain import overlay_figure, tsne_figure
-    from orsalib.analysis.regions import region_weight_bars, region_weight_figure
     from orsalib.viz import priors as vp
+    from orsalib.viz.analysis import overlay_figure, region_weight_bars, region_weight_figure, tsne_figure
 
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)

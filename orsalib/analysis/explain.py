@@ -9,7 +9,9 @@
   exist (e.g. a fused attention kernel), :func:`attention_maps` returns ``None`` and callers show Grad-CAM only.
 - Grad-CAM (Selvaraju et al., ICCV 2017): ReLU(sum_c w_c A_c) with w_c the spatial mean of dScore/dA_c, on any
   given convolutional module (default: the last ``nn.Conv2d`` of the image backbone).
-- t-SNE (sklearn ``TSNE``) of the ``features`` the model returns, as a plotly scatter coloured by class.
+- t-SNE (sklearn ``TSNE``) of the ``features`` the model returns (:func:`tsne_embedding`).
+
+Arrays only: the figures of these maps and embeddings are drawn by :mod:`orsalib.viz.analysis`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from plotly.subplots import make_subplots
 from torch import nn
 
 from ..models._registry import PRIOR_KEYS
@@ -250,7 +251,7 @@ def batch_at(loader: Any, positions: Sequence[int]) -> dict[str, torch.Tensor]:
     return default_collate([ds[int(i)] for i in positions])
 
 
-# ----------------------------------------------------------------------------- figures
+# ----------------------------------------------------------------------------- maps and images
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -278,73 +279,12 @@ def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return (x * 255).round().astype(np.uint8)
 
 
-def overlay_figure(
-    images: torch.Tensor | np.ndarray,
-    maps: np.ndarray | Sequence[np.ndarray | None],
-    titles: Sequence[str] | None = None,
-    row_names: Sequence[str] | None = None,
-    opacity: float = 0.45,
-    colorscale: str = "Jet",
-    title: str = "",
-) -> go.Figure:
-    """A grid: one column per sample; row 0 the image, then one row per map set overlaid on it.
-
-    Args:
-        images: (N, 3, H, W) normalised tensors (or (N, H, W, 3) uint8).
-        maps: one (N, H, W) array in [0, 1] per overlay row (a single array = one row); None rows are skipped.
-        titles: one per column (e.g. "true happy / pred sad").
-        row_names: one per overlay row (e.g. "attention", "Grad-CAM").
-    """
-    imgs = images if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] == 3 else None
-    if imgs is None:
-        imgs = to_display(images)
-    n = imgs.shape[0]
-    rows_maps = [maps] if isinstance(maps, np.ndarray) else list(maps)
-    names = list(row_names) if row_names is not None else [f"map {i}" for i in range(len(rows_maps))]
-    kept = [(nm, m) for nm, m in zip(names, rows_maps) if m is not None]
-    for nm, m in kept:
-        if m.shape[0] != n:
-            raise ValueError(f"overlay row {nm!r} has {m.shape[0]} maps for {n} images")
-    nrows = 1 + len(kept)
-    col_titles = list(titles) if titles is not None else [f"#{i}" for i in range(n)]
-    fig = make_subplots(
-        rows=nrows,
-        cols=n,
-        subplot_titles=col_titles + [""] * (n * (nrows - 1)),
-        horizontal_spacing=0.01,
-        vertical_spacing=0.03,
-    )
-    for j in range(n):
-        fig.add_trace(go.Image(z=imgs[j]), row=1, col=j + 1)
-        for r, (nm, m) in enumerate(kept):
-            fig.add_trace(go.Image(z=imgs[j]), row=r + 2, col=j + 1)
-            hm = m[j]
-            if hm.shape != imgs[j].shape[:2]:
-                hm = F.interpolate(torch.as_tensor(hm)[None, None], size=imgs[j].shape[:2], mode="bilinear")[0, 0]
-                hm = hm.numpy()
-            fig.add_trace(
-                go.Heatmap(
-                    z=hm,
-                    colorscale=colorscale,
-                    opacity=opacity,
-                    showscale=False,
-                    zmin=0,
-                    zmax=1,
-                    name=nm,
-                    hoverinfo="skip",
-                ),
-                row=r + 2,
-                col=j + 1,
-            )
-    for r, (nm, _m) in enumerate(kept):
-        fig.update_yaxes(title_text=nm, row=r + 2, col=1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    side = 150
-    fig.update_layout(
-        title=title, width=max(400, side * n), height=side * nrows + 80, margin=dict(l=40, r=10, t=60, b=10)
-    )
-    return fig
+def resize_map(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """One (h, w) map resized (bilinear) to ``shape`` (H, W); returned as is when it already has that shape."""
+    m = np.asarray(m, dtype=np.float32)
+    if m.shape == tuple(shape):
+        return m
+    return F.interpolate(torch.as_tensor(m)[None, None], size=tuple(shape), mode="bilinear")[0, 0].numpy()
 
 
 def tsne_embedding(
@@ -392,56 +332,32 @@ def tsne_embedding(
     return emb.astype(np.float32), rows
 
 
-def tsne_figure(
-    features: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str] | None = None,
-    preds: np.ndarray | None = None,
-    seed: int = 0,
-    perplexity: float = 30.0,
-    max_points: int = 2000,
-    title: str = "t-SNE of final features",
-    max_iter: int = 1000,
-) -> go.Figure:
-    """Scatter of the t-SNE embedding, one trace per true class; misclassified points drawn as crosses."""
-    labels = np.asarray(labels)
-    emb, rows = tsne_embedding(
-        features, seed=seed, perplexity=perplexity, max_points=max_points, labels=labels, max_iter=max_iter
-    )
-    lab = labels[rows]
-    wrong = (np.asarray(preds)[rows] != lab) if preds is not None else np.zeros(len(rows), dtype=bool)
-    fig = go.Figure()
-    for c in np.unique(lab):
-        sel = lab == c
-        name = class_names[int(c)] if class_names is not None and int(c) < len(class_names) else str(int(c))
-        fig.add_trace(
-            go.Scatter(
-                x=emb[sel, 0],
-                y=emb[sel, 1],
-                mode="markers",
-                name=name,
-                marker=dict(size=6, symbol=np.where(wrong[sel], "x", "circle").tolist(), opacity=0.8),
-            )
-        )
-    fig.update_layout(
-        title=title + (" (x = misclassified)" if preds is not None else ""),
-        width=700,
-        height=560,
-        xaxis_title="t-SNE 1",
-        yaxis_title="t-SNE 2",
-    )
-    return fig
+@dataclass
+class ExplainedBatch:
+    """What :func:`explain_batch` computed for a batch: the maps to overlay and each sample's caption.
+
+    Attributes:
+        images: (N, 3, H, W) the batch's normalised images.
+        attention: (N, H, W) cross-fusion attention in [0, 1], or None when the model exposes none.
+        grad_cam: (N, H, W) Grad-CAM in [0, 1], or None when the target gives no gradient map.
+        titles: one per sample, "true X / pred Y".
+    """
+
+    images: torch.Tensor
+    attention: np.ndarray | None
+    grad_cam: np.ndarray | None
+    titles: list[str]
 
 
-def explain_samples(
+def explain_batch(
     model: nn.Module,
     batch: Mapping[str, Any],
     class_names: Sequence[str],
     target_layer: nn.Module | str | None = None,
-    title: str = "",
     forward_logits: Callable[[nn.Module, Mapping[str, Any]], torch.Tensor] | None = None,
-) -> go.Figure:
-    """Image / attention / Grad-CAM grid of a batch, columns titled "true X / pred Y" (attention row if available)."""
+) -> ExplainedBatch:
+    """Attention maps, Grad-CAM maps and "true X / pred Y" captions of a batch (``orsalib.viz.analysis.
+    explain_samples`` draws them as an image / attention / Grad-CAM grid)."""
     dev = _model_device(model)
     image, priors = _batch_parts(batch, dev)
     was_training = model.training
@@ -458,25 +374,19 @@ def explain_samples(
         cam = grad_cam(model, batch, target_layer=target_layer)
     except ValueError:
         cam = None
-    return overlay_figure(
-        batch["image"],
-        [att, cam],
-        titles=titles,
-        row_names=["attention", "Grad-CAM"],
-        title=title or "true / predicted",
-    )
+    return ExplainedBatch(images=batch["image"], attention=att, grad_cam=cam, titles=titles)
 
 
 __all__ = [
+    "ExplainedBatch",
     "attention_maps",
     "batch_at",
     "default_cam_target",
-    "explain_samples",
+    "explain_batch",
     "find_last_conv",
     "grad_cam",
-    "overlay_figure",
+    "resize_map",
     "select_examples",
     "to_display",
     "tsne_embedding",
-    "tsne_figure",
 ]

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -623,23 +622,15 @@ def occlusion_sweep(
     return SweepResult(long=long, table=sweep_table(long), predictions=preds, conditions=list(conditions))
 
 
-def robustness_figure(
-    long: pd.DataFrame, kind: str = "rectangle", title: str = "Accuracy vs occlusion ratio"
-) -> go.Figure:
-    """Plotly lines: accuracy (with bootstrap 95% CI bands) against the occlusion ratio, one line per model."""
+def robustness_curve(long: pd.DataFrame, kind: str = "rectangle") -> pd.DataFrame:
+    """The rows of a sweep's long table that make an accuracy-vs-ratio curve of ``kind``: the clean condition (ratio
+    0) and every ``kind`` condition with a ratio, with ``x`` = the ratio in % of the face, sorted by model (sweep
+    order) then ``x``. ``orsalib.viz.analysis.robustness_figure`` draws it."""
     sel = long[(long["group"] == "clean") | ((long["kind"] == kind) & long["ratio"].notna())].copy()
     sel["x"] = sel["ratio"].fillna(0.0).astype(float) * 100
-    fig = go.Figure()
-    for mname, g in sel.groupby("model", sort=False):
-        g = g.sort_values("x")
-        fig.add_trace(go.Scatter(
-            x=g["x"], y=100 * g["accuracy"], mode="lines+markers", name=str(mname),
-            error_y=dict(type="data", symmetric=False, array=100 * (g["acc_high"] - g["accuracy"]),
-                         arrayminus=100 * (g["accuracy"] - g["acc_low"])),
-        ))  # fmt: skip
-    fig.update_layout(title=title, xaxis_title=f"{kind} occlusion (% of the face)", yaxis_title="accuracy (%)",
-                      width=640, height=440)  # fmt: skip
-    return fig
+    order = {m: i for i, m in enumerate(dict.fromkeys(sel["model"]))}
+    sel["_order"] = sel["model"].map(order)
+    return sel.sort_values(["_order", "x"], kind="stable").drop(columns="_order")
 
 
 def best_vs_last(history: Sequence[Mapping[str, Any]], key: str = "val_acc") -> dict[str, Any]:
@@ -670,7 +661,7 @@ __all__ = [
     "evaluate_loader",
     "occlusion_sweep",
     "predict",
-    "robustness_figure",
+    "robustness_curve",
     "sweep_table",
     "unpack_output",
 ]

@@ -1,10 +1,10 @@
 """A trained run outside training: predictions on a folder of face images, and export for use elsewhere.
 
 - :func:`predict_images`: ``orsa predict --run-name R PATH...`` -> a CSV (file, predicted class, probability of each
-  class) and an overlay figure (the face, its landmarks and parsing map as the model saw them, and the model's
-  attention where it has one; each caption the predicted class and its probability above the file's name, clear of
-  the face). A model trained on SynthFER that is shown other images gets a one-line warning
-  (:func:`synthfer_warning`): drawn faces teach nothing reliable about photographs.
+  class) and what the overlay figure shows (:class:`PredictionOverlay`: the faces as the model saw them, the model's
+  attention where it has one, each caption the predicted class and its probability above the file's name);
+  ``orsalib.viz.analysis.prediction_figure`` draws it. A model trained on SynthFER that is shown other images gets
+  a one-line warning (:func:`synthfer_warning`): drawn faces teach nothing reliable about photographs.
 - :func:`export_model`: ``orsa export --run-name R --format torchscript|onnx`` -> one file whose inputs are the image
   and the prior tensors the model reads (in :data:`orsalib.models.PRIOR_KEYS` order), with a parity check against
   the PyTorch model (the largest absolute difference of the logits is printed and recorded).
@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..analysis.explain import attention_maps, overlay_figure
+from ..analysis.explain import attention_maps
 from ..config import RunConfig, apply_overrides
 from ..data.labels import emotions
 from ..data.transforms import IMAGE_EXTENSIONS, to_tensor
@@ -103,12 +103,22 @@ def synthfer_warning(dataset: str, files: Sequence[str | Path]) -> str:
 
 
 @dataclass
+class PredictionOverlay:
+    """The first (up to 8) scored images, the model's attention on them (None: the model has none) and a caption
+    each (:func:`caption`); ``orsalib.viz.analysis.prediction_figure`` draws them."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8, resized as the model saw them
+    attention: np.ndarray | None  # (N, S, S) in [0, 1]
+    titles: list[str]
+
+
+@dataclass
 class Predictions:
-    """What :func:`predict_images` wrote."""
+    """What :func:`predict_images` wrote, and the overlay to draw."""
 
     table: pd.DataFrame
     csv: Path
-    figure: Any
+    overlay: PredictionOverlay
     checkpoint: str
     epoch: int
     warning: str = ""  # one line for the user ("" when none), e.g. :func:`synthfer_warning`
@@ -127,7 +137,8 @@ def predict_images(
     """Predict the expression of every image in ``paths`` with the trained run in ``run_dir``.
 
     Writes ``<out_dir>/predictions.csv`` (file, predicted, confidence, one probability column per class) and
-    returns the overlay figure of the first images (save it with ``viz.save_figure``).
+    returns the overlay of the first images (:class:`PredictionOverlay`; drawn by
+    ``orsalib.viz.analysis.prediction_figure``).
     """
     model, cfg = load_trained(run_dir, which=which)
     cfg = _prior_config(cfg, prior_source)
@@ -155,13 +166,15 @@ def predict_images(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = atomic_write_text(out / "predictions.csv", table.to_csv(index=False))
-    fig = _overlay(model, cfg, shown, files, names, dev)
-    return Predictions(table, csv, fig, str(getattr(model, "checkpoint_path", "")), int(model.checkpoint_epoch),
+    overlay = _overlay(model, cfg, shown, files, names, dev)
+    return Predictions(table, csv, overlay, str(getattr(model, "checkpoint_path", "")), int(model.checkpoint_epoch),
                        warning=synthfer_warning(cfg.data.dataset, files))  # fmt: skip
 
 
-def _overlay(model: nn.Module, cfg: RunConfig, shown: tuple, files: list[Path], names: list[str], dev: Any) -> Any:
-    """The first (up to 8) images with the model's attention (or nothing) and the predicted class."""
+def _overlay(
+    model: nn.Module, cfg: RunConfig, shown: tuple, files: list[Path], names: list[str], dev: Any
+) -> PredictionOverlay:
+    """The first (up to 8) images with the model's attention (or none) and the predicted class."""
     batch, images, probs = shown
     n = min(8, len(images))
     sub = {k: v[:n] for k, v in batch.items()}
@@ -170,10 +183,7 @@ def _overlay(model: nn.Module, cfg: RunConfig, shown: tuple, files: list[Path], 
     except (ValueError, RuntimeError, KeyError, AttributeError):
         att = None
     titles = [caption(files[i].name, names[int(probs[i].argmax())], float(probs[i].max())) for i in range(n)]
-    rows = [att] if att is not None else []
-    fig = overlay_figure(images[:n], rows, titles=titles, row_names=["attention"][: len(rows)],
-                         title="Predictions (landmark-query attention over the image, where the model has it)")
-    return readable_captions(fig)
+    return PredictionOverlay(images=images[:n], attention=att, titles=titles)
 
 
 def caption(file_name: str, label: str, p: float, width: int = 20) -> str:
@@ -181,16 +191,6 @@ def caption(file_name: str, label: str, p: float, width: int = 20) -> str:
     ``width`` characters), so that neighbouring captions never run into each other."""
     name = file_name if len(file_name) <= width else file_name[: width - 1] + "…"
     return f"<b>{label} {100 * p:.0f} %</b><br>{name}"
-
-
-def readable_captions(fig: Any, font_size: int = 11) -> Any:
-    """Room above the first row for two-line captions (and the figure's title above them): the captions sit in the
-    top margin, clear of the faces."""
-    fig.update_annotations(font_size=font_size, yshift=2)
-    top = 70 + 2 * (font_size + 4)
-    fig.update_layout(margin={**fig.layout.margin.to_plotly_json(), "t": top}, height=(fig.layout.height or 0) + 30,
-                      title={"y": 0.99, "yanchor": "top"})  # fmt: skip
-    return fig
 
 
 # ----------------------------------------------------------------------------- export
@@ -278,4 +278,12 @@ def _onnx(wrapped: nn.Module, example: tuple, check: tuple, keys: list[str], out
     return sess.run(["logits"], feeds)[0]
 
 
-__all__ = ["Predictions", "export_model", "image_files", "predict_images", "prior_inputs"]
+__all__ = [
+    "PredictionOverlay",
+    "Predictions",
+    "caption",
+    "export_model",
+    "image_files",
+    "predict_images",
+    "prior_inputs",
+]

@@ -7,6 +7,9 @@
   titles with model · dataset · split · profile, error bars only with >= 2 seeds, the smoke banner);
 - :mod:`orsalib.viz.dataset`: sample grids with landmark/parsing overlays, class and occluder statistics;
 - :mod:`orsalib.viz.transfer`, :mod:`orsalib.viz.ablations`: the figures of the studies (Tables 6, 7, 8);
+- :mod:`orsalib.viz.analysis`: the figures of the evaluation and of looking inside a model (accuracy vs occlusion,
+  attention / Grad-CAM overlays, t-SNE, RAN region weights, ``orsa predict``'s overlay), drawn from the arrays and
+  tables ``engine/`` and ``analysis/`` return;
 - :mod:`orsalib.viz.index`: ``outputs/<run_name>/index.html``, every table and figure of a run, one line each.
 
 ``from orsalib import viz; viz.save_figure(...); viz.show(fig)``. Importing the package changes no plotly setting.
