@@ -17,7 +17,6 @@ from torch import nn
 from ..config import RunConfig, apply_overrides, from_dict, load_profile
 from ..engine.trainer import CheckpointError, load_checkpoint
 from ..models.baselines import baseline_for
-from ..paths import shared_path
 from ..priors.landmarks import DEFAULT_LANDMARK_WEIGHTS
 from ..registry import PRIOR_SOURCES
 from .fer import TRAIN_SUBDIR, FERData, RunFolderError, build_fer_model, train_fer
@@ -76,13 +75,13 @@ def load_trained(run_dir: str | Path, which: str = "best", map_location: str = "
 
 
 def _default_landmark_weights(cfg: RunConfig) -> str:
-    """The MobileFaceNet-68 file to use: the config's, ``data/weights/``, or (development) ``../shared/weights``."""
+    """The MobileFaceNet-68 file to use: the config's, else ``data/weights/mobilefacenet_68lm.pth.tar`` when it
+    exists (``ORSA_DATA_DIR`` moves ``data/``), else ""."""
     if cfg.prior.landmark_weights:
         return cfg.prior.landmark_weights
     if DEFAULT_LANDMARK_WEIGHTS.is_file():
         return str(DEFAULT_LANDMARK_WEIGHTS)
-    sp = shared_path("weights", "mobilefacenet_68lm_fp16.pth.tar")
-    return str(sp) if sp is not None else ""
+    return ""
 
 
 def eval_config(
@@ -98,8 +97,9 @@ def eval_config(
     SynthFER's ``oracle`` priors (ground-truth landmarks and parsing) do not exist for real photographs; on any
     other dataset the profile falls back to ``landmark-parsing`` (MobileFaceNet-68 landmarks + rasterised parsing,
     :data:`orsalib.config.REAL_DATA_PRIOR_SOURCE`), whose weights are taken from ``landmark_weights``,
-    ``PriorConfig.landmark_weights``, ``data/weights/`` or, for development, ``../shared/weights/``. Without weights a
-    FileNotFoundError says where to put them (or to pass ``prior_source="none"`` with a prior-free model).
+    ``PriorConfig.landmark_weights`` or ``data/weights/mobilefacenet_68lm.pth.tar``. Without weights a
+    FileNotFoundError names that path and the settings to pass (``landmark_weights=`` /
+    ``prior.landmark_weights``), or ``prior_source="none"`` with a prior-free model.
     """
     ov = dict(overrides or {})
     if prior_source:
@@ -113,8 +113,9 @@ def eval_config(
         if not w:
             raise FileNotFoundError(
                 f"data.dataset={cfg.data.dataset!r} has no ground-truth ('oracle') priors and no landmark weights "
-                f"were found: place the MobileFaceNet-68 checkpoint at {DEFAULT_LANDMARK_WEIGHTS} (see data/README.md)"
-                ", pass landmark_weights=..., or pass prior_source='none' with a prior-free model"
+                f"were found: place the MobileFaceNet-68 checkpoint at {DEFAULT_LANDMARK_WEIGHTS} "
+                "(data/weights/mobilefacenet_68lm.pth.tar, see data/README.md), pass landmark_weights=... "
+                "(--set prior.landmark_weights=PATH), or pass prior_source='none' with a prior-free model"
             )
         cfg = apply_overrides(cfg, {"prior.landmark_weights": w})
     return cfg

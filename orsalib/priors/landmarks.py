@@ -159,15 +159,15 @@ def load_weights_file(
 
 
 def find_landmark_weights(explicit: str | Path = "") -> Path | None:
-    """The MobileFaceNet-68 weights to use: ``explicit`` (must exist), else the default file, else the development
-    copy in ``../shared/weights`` (when present); None when there is none."""
+    """The MobileFaceNet-68 weights to use: ``explicit`` (must exist), else :data:`DEFAULT_LANDMARK_WEIGHTS`
+    (``data/weights/mobilefacenet_68lm.pth.tar``, under ``ORSA_DATA_DIR`` when set); None when there is none.
+
+    Nothing outside the repository, the given path and the environment is looked at."""
     if explicit:
         return require_weights_file(explicit, "MobileFaceNet-68 landmark", LANDMARK_ORIGIN)
     if DEFAULT_LANDMARK_WEIGHTS.is_file():
         return DEFAULT_LANDMARK_WEIGHTS
-    from ..paths import shared_path
-
-    return shared_path("weights", "mobilefacenet_68lm_fp16.pth.tar")
+    return None
 
 
 def load_mobilefacenet(path: str | Path | None = None, device: str | torch.device = "cpu") -> MobileFaceNet:
