@@ -80,7 +80,7 @@ def summary(model: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation over seeds per path; the difference of the means against the eager spread."""
     out: dict[str, Any] = {"bench": "fast_path_accuracy_summary", "model": model}
     for metric in ("clean_last", "occluded_last"):
-        by = {p: [r[metric] for r in rows if r["path"] == p] for p in PATHS}
+        by = {p: [r[metric] for r in sorted(rows, key=lambda r: r["seed"]) if r["path"] == p] for p in PATHS}
         if any(len(v) < 2 for v in by.values()):
             continue
         stats = {p: (statistics.mean(v), statistics.stdev(v)) for p, v in by.items()}
@@ -90,6 +90,7 @@ def summary(model: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
             **{f"{p}_std": round(s, 2) for p, (_, s) in stats.items()},
             **{f"{p}_seeds": v for p, v in by.items()},
             "difference": round(diff, 2),
+            "paired_differences": [round(f - e, 2) for f, e in zip(by["fast"], by["eager-fp32"])],
             "within_one_seed_spread": bool(abs(diff) <= stats["eager-fp32"][1]),
         }
     return out
