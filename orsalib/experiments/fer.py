@@ -1,6 +1,6 @@
 """One FER run: data, priors, model, training (notebooks 40, 50, 60, 80 and ``orsa train`` call this).
 
-One run, end to end (DESIGN.md, "data flow of one training run")::
+One run, end to end (docs/architecture.md, "Data flow of one training run")::
 
     manifest = load_manifest(cfg.data)                       # orsalib.data.sources
     store = PriorCache().ensure(manifest, cfg.prior, ...)    # priors computed once (None for source "none")
