@@ -9,9 +9,9 @@ Conventions (docs/contracts.md, "Priors"):
 - parsing maps are integer (H, W) 11-class LaPa labels; a flip mirrors the map and swaps the lateral classes
   2 <-> 3 (brows) and 4 <-> 5 (eyes).
 
-The released ORSANet augmentation (docs/faithfulness.md, "augmentation"): horizontal flip, resize to 224, ImageNet normalisation,
-``RandomErasing(p=0.5, scale=(0.02, 0.1))`` on the normalised image only. A small random scale/shift crop is
-offered in addition (off by default, as in the release).
+The released ORSANet augmentation (docs/faithfulness.md, "augmentation"): horizontal flip, resize to 224, ImageNet
+normalisation, ``RandomErasing(p=0.5, scale=(0.02, 0.1))`` on the normalised image only. A small random scale/shift
+crop is offered in addition (off by default, as in the release).
 """
 
 from __future__ import annotations
