@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, atomic writes, run metadata."""
+"""Small shared helpers: seeding, devices, atomic writes, run metadata, progress bars that know when to be quiet."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,3 +241,107 @@ def save_run_config(run_dir: str | Path, config: Any, extra: dict | None = None,
     if extra:
         payload.update(extra)
     return atomic_write_json(Path(run_dir) / name, payload)
+
+
+# ----------------------------------------------------------------------------- progress
+def _in_notebook_display() -> bool:
+    """True inside a Jupyter kernel (a notebook's display draws the bar)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # pragma: no cover - a broken IPython
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def progress_quiet() -> bool:
+    """True where a transient progress bar would only leave noise: a headless run (``ORSA_HEADLESS``, set by
+    ``orsa reproduce`` for its papermill kernels, where every redraw of a bar stays in the executed notebook),
+    ``TQDM_DISABLE``, or a process whose stderr is neither a terminal nor a notebook's display (a log file, a pipe,
+    pytest). The training bar follows the same rule (``engine.trainer``: a line per epoch instead)."""
+    from . import headless
+
+    if headless() or os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    if _in_notebook_display():
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):  # closed or replaced stderr
+        return True
+
+
+class QuietProgress:
+    """The part of tqdm's interface the library uses (iterate, ``update``, ``close``, ``set_postfix``, context
+    manager), without a bar; with ``summary``, one line when it closes: ``<desc>: <n> <unit> in <s> s``."""
+
+    def __init__(self, iterable: Iterable | None = None, desc: str = "", total: int | None = None, unit: str = "it",
+                 summary: bool = True) -> None:  # fmt: skip
+        self.iterable, self.desc, self.unit, self.summary = iterable, desc, unit, summary
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.n = 0
+        self.closed = False
+        self._it: Iterator = iter(())
+        self._t0 = time.perf_counter()
+
+    def __iter__(self) -> Iterator:
+        self._it = iter(self.iterable or ())
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            x = next(self._it)
+        except StopIteration:
+            self.close()
+            raise
+        self.n += 1  # items handed out (a loop that stops early says how far it got)
+        return x
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return int(self.total or 0)
+
+    def __enter__(self) -> QuietProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += int(n)
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        self.desc = desc or ""
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.summary and self.n:
+            of = f"/{self.total}" if self.total and self.total != self.n else ""
+            print(f"{self.desc}: {self.n}{of} {self.unit} in {time.perf_counter() - self._t0:.1f} s", flush=True)
+
+
+def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, enabled: bool = True,
+                 unit: str = "it", leave: bool = False, summary: bool = True, **kwargs: Any) -> Any:  # fmt: skip
+    """A tqdm bar (``tqdm.auto``) over ``iterable`` (or one to ``update`` by hand), transient by default.
+
+    ``enabled=False`` (the caller's ``progress=False``): no bar and no line. Where :func:`progress_quiet` holds
+    (headless run, no terminal or notebook display): no bar, and with ``summary`` one line when it closes
+    (:class:`QuietProgress`). Otherwise a tqdm bar with ``leave`` (False: it disappears once done).
+    """
+    if not enabled or progress_quiet():
+        return QuietProgress(iterable, desc=desc, total=total, unit=unit, summary=summary and enabled)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, **kwargs)

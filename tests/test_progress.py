@@ -110,3 +110,56 @@ def test_executed_notebook_has_at_most_one_progress_display_per_training(tmp_pat
     assert "\r" not in text
     assert len(re.findall(r"^epoch [12]/2 \|", text, flags=re.M)) == 2 * trainings, text  # a line per epoch
     assert executed.with_suffix(".html").is_file()  # the HTML rendering beside it
+
+
+# ----------------------------------------------------------------------------- transient bars outside training
+def test_transient_bars_are_one_line_when_headless(monkeypatch, capsys):
+    from orsalib import utils
+
+    monkeypatch.setenv("ORSA_HEADLESS", "1")
+    assert utils.progress_quiet()
+    bar = utils.progress_bar(range(5), desc="hashing images", unit="img")
+    assert isinstance(bar, utils.QuietProgress) and sum(bar) == 10
+    with utils.progress_bar(total=4, desc="priors oracle @64", unit="img") as b:
+        b.update(3)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and not any(BAR.search(ln) for ln in lines)
+    assert lines[0].startswith("hashing images: 5 img in ") and lines[1].startswith("priors oracle @64: 3/4 img in ")
+    assert list(utils.progress_bar(range(3), desc="off", enabled=False)) == [0, 1, 2]  # progress=False: no line
+    assert capsys.readouterr().out == ""
+
+
+def test_transient_bars_only_on_a_terminal_or_a_notebook_display(monkeypatch):
+    import io
+    import sys
+
+    from orsalib import utils
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("ORSA_HEADLESS", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert utils.progress_quiet()  # a log file or a pipe: no bar
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert not utils.progress_quiet()
+    bar = utils.progress_bar(range(2), desc="predict", file=sys.stderr)
+    assert not isinstance(bar, utils.QuietProgress) and list(bar) == [0, 1] and not bar.leave
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert utils.progress_quiet()
+
+
+def test_predict_says_one_line_when_headless(monkeypatch, capsys):
+    import torch
+
+    from orsalib.engine.evaluate import predict
+
+    monkeypatch.setenv("ORSA_HEADLESS", "1")
+    batches = [{"image": torch.zeros(2, 3, 4, 4), "label": torch.zeros(2, dtype=torch.long)} for _ in range(3)]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    p = predict(model, batches, device="cpu", progress=True, forward=lambda m, b: m(b["image"]))
+    assert len(p) == 6
+    out = capsys.readouterr()
+    assert out.out.startswith("predict: 3 batch in ") and out.out.count("\n") == 1 and not BAR.search(out.err)

@@ -206,7 +206,7 @@ def test_headline_formats_units_last_best_and_nested_records():
 
 # ----------------------------------------------------------------------------- headless progress
 def test_headless_env_makes_tqdm_auto_plain_text():
-    code = ("import io, orsalib, tqdm.auto, tqdm.std; import orsalib.engine.evaluate as e\n"
+    code = ("import io, orsalib, tqdm.auto, tqdm.std; import orsalib.engine.trainer as e\n"
             "f = io.StringIO()\n"
             "for _ in tqdm.auto.tqdm(range(3), file=f, disable=False):\n"
             "    for _ in e.tqdm(range(2), file=f, leave=False, disable=False): pass\n"

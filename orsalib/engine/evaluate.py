@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..data.loaders import build_loaders
@@ -32,7 +31,7 @@ from ..metrics import bootstrap_ci, classification_report
 from ..models._registry import PRIOR_KEYS
 from ..paths import CACHE_DIR
 from ..priors.cache import PriorCache
-from ..utils import resolve_device
+from ..utils import progress_bar, resolve_device
 from . import ddp
 
 Forward = Callable[[nn.Module, Mapping[str, Any]], Any]
@@ -154,7 +153,7 @@ def predict(
         loader: yields batch dicts (``image``, ``label``, ``index`` and prior keys; docs/contracts.md).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         forward: ``forward(model, batch) -> output``; default :func:`default_forward`.
-        progress: show a tqdm bar.
+        progress: show a transient bar (``orsalib.utils.progress_bar``: none in a headless run, one line instead).
         keep: extra output keys to keep per sample (tensors with a leading batch axis), e.g. ``("attn",)``.
         max_batches: stop after this many batches (debugging).
 
@@ -171,7 +170,7 @@ def predict(
         pass
     acc = _PredictionParts(keep)
     try:
-        for b, batch in enumerate(tqdm(loader, desc="predict", leave=False, disable=not progress)):
+        for b, batch in enumerate(progress_bar(loader, desc="predict", unit="batch", enabled=progress)):
             if max_batches is not None and b >= max_batches:
                 break
             if not isinstance(batch, Mapping) or "image" not in batch or "label" not in batch:
@@ -431,7 +430,7 @@ def build_conditions(
     )
     conds: list[EvalCondition] = []
     todo = _synthetic_todo(ratios, kinds, semantic, semantic_ratio)
-    for name, group, kind, ratio in tqdm(todo, desc="occlusion conditions", leave=False, disable=not progress):
+    for name, group, kind, ratio in progress_bar(todo, desc="occlusion conditions", enabled=progress):
         if group == "clean":
             conds.append(build.rows(name, group, kind, rows, reuse=split))
         else:
@@ -518,7 +517,7 @@ def evaluate_conditions(
     rows: list[dict[str, Any]] = []
     preds: dict[tuple[str, str], Predictions] = {}
     jobs = [(mn, c) for mn in models for c in conditions]
-    for mname, cond in tqdm(jobs, desc="evaluating", leave=False, disable=not progress):
+    for mname, cond in progress_bar(jobs, desc="evaluating", unit="model x condition", enabled=progress):
         fwd = (forwards or {}).get(mname)
         p = predict(models[mname], cond.loader, device=device, forward=fwd)
         preds[(mname, cond.name)] = p

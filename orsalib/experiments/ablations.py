@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..config import ConfigError, RunConfig, apply_overrides
 from ..engine.evaluate import EvalCondition, build_conditions, evaluate_conditions
 from ..paper import TABLE6 as PAPER
 from ..paths import run_dir as _run_dir
-from ..utils import append_jsonl, read_jsonl, seed_everything
+from ..utils import append_jsonl, progress_bar, read_jsonl, seed_everything
 from .fer import FERData, build_fer_model, prepare_fer_data, train_fer
 from .parallel import side_by_side
 from .per_image import FILE as PER_IMAGE_FILE
@@ -327,7 +326,7 @@ def run_ablations(
         jobs = [(f"{name} seed {seed}", dict(cfg=variant_config(cfg, variants[name], seed=seed),
                                              run_dir=str(out / slug(name) / f"seed{seed}"))) for name, seed in todo]
         side = dict(zip(todo, side_by_side(train_run, jobs, cfg.device)[1]))
-    for name, seed in tqdm(todo, desc="ablations", disable=not progress):
+    for name, seed in progress_bar(todo, desc="ablations", unit="run", enabled=progress, leave=True):
         vcfg = variant_config(cfg, variants[name], seed=seed)
         seed_everything(seed)
         model = build_fer_model(vcfg)

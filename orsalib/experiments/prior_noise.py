@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..config import RunConfig, apply_overrides
 from ..data.loaders import build_loaders
@@ -35,7 +34,7 @@ from ..paths import run_dir as _run_dir
 from ..priors.noise import NoisyPriorStore
 from ..priors.quality import sample_quality
 from ..registry import DATASETS
-from ..utils import append_jsonl, atomic_write_json, read_jsonl, seed_everything
+from ..utils import append_jsonl, atomic_write_json, progress_bar, read_jsonl, seed_everything
 from .fer import FERData, build_fer_model, prepare_fer_data, train_fer
 from .runs import eval_config
 
@@ -248,7 +247,7 @@ def prior_noise_study(
     train = train_fn or train_fer
     prepared: dict[str, FERData] = {}
     quality: dict[str, dict[str, float]] = {}
-    for name, seed in tqdm(todo, desc="prior noise", disable=not progress):
+    for name, seed in progress_bar(todo, desc="prior noise", unit="run", enabled=progress, leave=True):
         spec = specs[name]
         vcfg = apply_overrides(cfg, {"prior.source": spec["source"], "seed": seed})
         if spec["source"] not in prepared:

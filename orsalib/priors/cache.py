@@ -45,7 +45,7 @@ from filelock import FileLock
 from PIL import Image
 
 from ..paths import CACHE_DIR
-from ..utils import atomic_write_json, make_temp_dir
+from ..utils import atomic_write_json, make_temp_dir, progress_bar
 from .fast import prefetch
 from .sources import PriorSource, get_prior_source
 
@@ -275,14 +275,12 @@ class PriorCache:
                 a dict with those fields, or a source name.
             image_size: the model input side; priors are computed on the image resized to it.
             device: where the prior networks run ("auto" = CUDA when present).
-            progress: show progress bars.
+            progress: show progress bars (``orsalib.utils.progress_bar``: a headless run gets one line each).
             source: use this :class:`PriorSource` instead of building one from ``prior_cfg``.
 
         Returns:
             a :class:`PriorStore` with ``len(store) == len(manifest)``.
         """
-        from tqdm.auto import tqdm
-
         t0 = time.perf_counter()
         cfg_get = (lambda k, d: prior_cfg.get(k, d)) if isinstance(prior_cfg, dict) else (
             lambda k, d: getattr(prior_cfg, k, d))  # fmt: skip
@@ -298,7 +296,7 @@ class PriorCache:
             shas = [str(s) for s in manifest["sha1"]]
         else:
             paths = manifest["path"].astype(str).tolist()
-            shas = [image_sha1(p) for p in tqdm(paths, desc="hashing images", disable=not progress, leave=False)]
+            shas = [image_sha1(p) for p in progress_bar(paths, desc="hashing images", unit="img", enabled=progress)]
         sample_keys = source.sample_keys(manifest, shas)
         d = self.store_dir(source, image_size)
         shards_dir = d / "shards"
@@ -340,7 +338,8 @@ class PriorCache:
                 "version": CACHE_VERSION, "source": source.describe(), "image_size": image_size,
                 "prior_keys": list(source.keys), "flip": flip, "feature_dtype": self.feature_dtype,
             }  # fmt: skip
-            bar = tqdm(total=len(todo), desc=f"priors {source.name} @{image_size}", disable=not progress or not todo)
+            bar = progress_bar(total=len(todo), desc=f"priors {source.name} @{image_size}", unit="img",
+                               enabled=progress and bool(todo))
             for s0 in range(0, len(todo), self.shard_size):
                 chunk = todo[s0 : s0 + self.shard_size]
                 parts: dict[str, list[np.ndarray]] = {}

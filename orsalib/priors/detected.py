@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from ..data.transforms import flip_landmarks, flip_parsing, read_rgb
 from ..models.detectors import FaceParser, LandmarkRegressor, normalize_images
 from ..paths import CACHE_DIR
 from ..registry import register_prior_source
-from ..utils import atomic_torch_save, atomic_write_json, load_error_text, resolve_device
+from ..utils import atomic_torch_save, atomic_write_json, load_error_text, progress_bar, resolve_device
 from .landmarks import file_sha1
 from .quality import landmark_nme, mean_iou
 from .sources import PriorSource
@@ -302,8 +301,6 @@ def _fit(
     progress: bool,
 ) -> tuple[LandmarkRegressor, FaceParser]:  # fmt: skip
     """Train both networks (one optimiser, the sum of the two losses; the networks share nothing)."""
-    from tqdm.auto import tqdm
-
     x_all = normalize_images(torch.from_numpy(images))  # (N, 3, S, S), normalised once
     par_all = torch.from_numpy(parsing.astype(np.int64))  # (N, S, S)
     lm_all = torch.from_numpy(landmarks)  # (N, 68, 2)
@@ -321,9 +318,9 @@ def _fit(
     g = torch.Generator().manual_seed(s.seed)
     lm_net.train()
     parser.train()
-    quiet = not progress or os.environ.get("TQDM_DISABLE", "") in ("1", "true", "True")
     done = 0
-    for _ in tqdm(range(-(-steps // per_epoch)), desc="synth-detected training", disable=quiet, leave=False):
+    for _ in progress_bar(range(-(-steps // per_epoch)), desc="synth-detected training", unit="epoch",
+                          enabled=progress):
         order = torch.randperm(n, generator=g)
         for b0 in range(0, n, s.batch_size):
             if done == steps:

@@ -129,9 +129,9 @@ def inspect_files(
         with cf.ThreadPoolExecutor(max_workers=n) as ex:
             it = ex.map(_inspect, [paths[i] for i in todo], chunksize=64)
             if progress:
-                from tqdm.auto import tqdm
+                from ...utils import progress_bar
 
-                it = tqdm(it, total=len(todo), desc="checking images", leave=False)
+                it = progress_bar(it, total=len(todo), desc="checking images", unit="img")
             for i, info in zip(todo, it):
                 out[i] = info
                 if info["kind"] is None:

@@ -255,9 +255,7 @@ def build_synthfer(
     Returns:
         the manifest (columns :data:`MANIFEST_COLUMNS`).
     """
-    from tqdm.auto import tqdm
-
-    from ...utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from ...utils import atomic_write_bytes, atomic_write_json, atomic_write_text, progress_bar
 
     params = synthfer_params(**settings)
     size, num_classes = params["size"], params["num_classes"]
@@ -303,7 +301,7 @@ def build_synthfer(
         chunks = [jobs[k : k + _CHUNK] for k in range(0, n, _CHUNK)]
         workers = _resolve_workers(workers, n)
         work = functools.partial(_build_chunk, str(root), params, names)
-        bar = tqdm(total=n, desc=f"SynthFER {size}px", disable=not progress, mininterval=1.0, unit="img")
+        bar = progress_bar(total=n, desc=f"SynthFER {size}px", enabled=progress, mininterval=1.0, unit="img")
         with contextlib.ExitStack() as stack:
             if workers > 1:  # the workers only run numpy + PIL, so forking a process that holds torch is safe
                 method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
