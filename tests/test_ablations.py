@@ -208,7 +208,7 @@ def test_study_plan_and_folders(tmp_path):
     assert A.ablations_dir("r_study").name == "ablations" and A.ablations_dir("r_study", True).name == "ablations_study"
     plan = A.study_plan("cpu", run_name="t_study")
     assert plan["n_study"] == 300 * 7 * 3 and plan["seeds"] == 3 and plan["minutes"] == A.STUDY_MINUTES["cpu"]
-    assert plan["settings"].startswith("orsanet_cpu, 400 training / 300 validation faces per class, 8 epochs, 3 seeds")
+    assert plan["settings"].startswith("orsanet_cpu, 400 training / 300 validation faces per class, 6 epochs, 3 seeds")
     other = A.study_plan("cpu", dataset="fer2013", data_root=str(tmp_path), items_per_seed=500, run_name="t_study",
                          prior_source="none")  # fmt: skip
     assert other["n_study"] == 1500 and "faces per class" not in other["settings"]

@@ -76,6 +76,22 @@ def train_head(x: np.ndarray, y: np.ndarray, seed: int, num_classes: int, *, epo
     return head.eval()
 
 
+def _judge(correct: dict[int, pd.Series], seeds: list[int], k: int, n_cmp: int, majority: float, *, n_boot: int,
+           seed: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Each disjoint pair of groups of ``k`` runs judged by the Table 2 claim path (a family of one)."""
+    rows = []
+    for c in range(n_cmp):
+        group = seeds[2 * k * c : 2 * k * (c + 1)]
+        a, b = group[:k], group[k:]
+        frames = {("A", "clean"): pd.DataFrame({s: correct[s] for s in a}),
+                  ("B", "clean"): pd.DataFrame({s: correct[s] for s in b})}  # fmt: skip
+        v = adjust(claims.table2_claims(frames, "A", {_LABEL: "B"}, majority=majority, n_boot=n_boot,
+                                        seed=seed + c, source="calibration"))[0]  # fmt: skip
+        rows.append({"comparison": c, "seeds_a": a, "seeds_b": b, "verdict": v.verdict, "delta": v.delta, "p": v.p,
+                     "ci_low": v.ci_low, "ci_high": v.ci_high, "note": v.note})  # fmt: skip
+    return rows
+
+
 def run_calibration(
     model: nn.Module,
     data: Any,
@@ -123,16 +139,7 @@ def run_calibration(
             pred = head(torch.as_tensor(x_eval)).argmax(1).numpy()
         correct[s] = pd.Series(pred == y_eval, index=rows)
     majority = stats.majority_rate(y_eval)
-    out_rows = []
-    for c in range(n_cmp):
-        group = seeds[2 * k * c : 2 * k * (c + 1)]
-        a, b = group[:k], group[k:]
-        frames = {("A", "clean"): pd.DataFrame({s: correct[s] for s in a}),
-                  ("B", "clean"): pd.DataFrame({s: correct[s] for s in b})}  # fmt: skip
-        v = adjust(claims.table2_claims(frames, "A", {_LABEL: "B"}, majority=majority, n_boot=n_boot,
-                                        seed=seed + c, source="calibration"))[0]  # fmt: skip
-        out_rows.append({"comparison": c, "seeds_a": a, "seeds_b": b, "verdict": v.verdict, "delta": v.delta,
-                         "p": v.p, "ci_low": v.ci_low, "ci_high": v.ci_high, "note": v.note})  # fmt: skip
+    out_rows = _judge(correct, seeds, k, n_cmp, majority, n_boot=n_boot, seed=seed)
     judged = [r for r in out_rows if r["verdict"] != NOT_MEASURED]
     false = sum(r["verdict"] in ("holds", "reversed") for r in judged)
     n = len(judged)
