@@ -204,6 +204,11 @@ def test_per_image_correct_lines_up_clean_and_occluded_copies_and_groups_seeds()
     assert not c[("m", "rectangle 20%")].loc[13] and c[("m", "rectangle 20%")].loc[10]
     g = C.by_method(c, {"m": ("m", 0), "m@s1": ("m", 1)})
     assert list(g[("m", "clean")].columns) == [0, 1] and bool(g[("m", "clean")].loc[11, 1]) is False
+    # a model with its own condition copies (another prior source): its rows are looked up in its own manifests
+    own_m = pd.DataFrame({"source_index": src_rows})  # rows 0..3 of the other source's clean copy
+    other = SimpleNamespace(conditions=conds, model_conditions={"o": [SimpleNamespace(name="clean", manifest=own_m)]},
+                            predictions={("o", "clean"): _pred([True, False, True, True], [0, 1, 2, 3])})  # fmt: skip
+    assert list(C.per_image_correct(other)[("o", "clean")].index) == [10, 11, 12, 13]
     bad = SimpleNamespace(conditions=conds, predictions={("m", "rectangle 20%"): _pred([True], [7])})
     with pytest.raises(ValueError, match="rows \\[7\\]"):  # a row the condition lacks: never paired silently
         C.per_image_correct(bad)

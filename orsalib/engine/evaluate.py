@@ -289,6 +289,9 @@ class SweepResult:
     table: pd.DataFrame
     predictions: dict[tuple[str, str], Predictions]
     conditions: list[EvalCondition]
+    #: the conditions each model was evaluated on, where they differ from ``conditions`` (models with another prior
+    #: source get their own copies, whose manifests have their own rows)
+    model_conditions: dict[str, list[EvalCondition]] = field(default_factory=dict)
 
 
 def _condition_loader(

@@ -102,10 +102,11 @@ def per_image_correct(sweep: Any) -> dict[tuple[str, str], pd.Series]:
         ValueError: a prediction names rows its condition's manifest does not have (the pairing would be wrong).
     """
     conds = {c.name: c for c in getattr(sweep, "conditions", [])}
+    own = {m: {c.name: c for c in cs} for m, cs in (getattr(sweep, "model_conditions", None) or {}).items()}
     out: dict[tuple[str, str], pd.Series] = {}
     for (model, cname), pred in sweep.predictions.items():
         ids = np.asarray(pred.indices, dtype=np.int64)
-        cond = conds.get(cname)
+        cond = own.get(model, conds).get(cname)
         if cond is not None and "source_index" in cond.manifest.columns:
             src = cond.manifest["source_index"]
             missing = np.setdiff1d(ids, src.index.to_numpy())

@@ -203,7 +203,7 @@ def like_for_like_sweep(
     groups: dict[str, list[Contender]] = {}
     for c in items:
         groups.setdefault(c.cfg.prior.source if c.uses_priors else main.cfg.prior.source, []).append(c)
-    long_parts, preds, main_conds = [], {}, None
+    long_parts, preds, main_conds, own = [], {}, None, {}
     for src, group in groups.items():
         gcfg = group[0].cfg if group[0].uses_priors else main.cfg
         conds = build_conditions(manifest, gcfg, ratios, ("rectangle",), seed, semantic=semantic,
@@ -215,10 +215,13 @@ def like_for_like_sweep(
         preds.update(p)
         if src == main.cfg.prior.source:
             main_conds = conds
+        else:
+            own.update({c.name: list(conds) for c in group})
     long = pd.concat(long_parts, ignore_index=True)
     order = {c.name: i for i, c in enumerate(items)}
     long = long.sort_values("model", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
-    return SweepResult(long=long, table=sweep_table(long), predictions=preds, conditions=list(main_conds or []))
+    return SweepResult(long=long, table=sweep_table(long), predictions=preds, conditions=list(main_conds or []),
+                       model_conditions=own)
 
 
 def contender_table(items: Sequence[Contender]) -> pd.DataFrame:
