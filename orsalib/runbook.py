@@ -389,6 +389,19 @@ def resolve_dataset(dataset: str, data_root: str) -> str:
     return ""
 
 
+def _book(run_name: str, runs: list[NotebookRun]) -> list[dict[str, Any]]:
+    """``runbook.json``'s rows: this invocation's notebooks, and the earlier rows of the notebooks it did not run
+    (``--only`` re-runs part of a suite), in suite order."""
+    path = run_dir(run_name) / "runbook.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    except (OSError, ValueError):
+        old = []
+    names = {r.notebook for r in runs}
+    keep = [e for e in old if isinstance(e, dict) and e.get("notebook") not in names] if isinstance(old, list) else []
+    return sorted(keep + [r.__dict__ for r in runs], key=lambda e: str(e.get("notebook")))
+
+
 def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None = None, data_root: str = "",
               seed: int | None = None, device: str = "auto", timeout: float | None = None,
               notebooks_dir: Path = NOTEBOOKS_DIR, extra_parameters: dict[str, Any] | None = None,
@@ -433,7 +446,7 @@ def reproduce(profile: str = "cpu", run_name: str = "default", only: str | None 
         r.profile = profile
         r.result = {**read_results(run_name).get(nb.stem, {}), **r.result}
         runs.append(r)
-        atomic_write_json(run_dir(run_name) / "runbook.json", [r.__dict__ for r in runs])
+        atomic_write_json(run_dir(run_name) / "runbook.json", _book(run_name, runs))
         if r.status != "ok":
             index = _index(run_name)
             say(f"\nFAILED: notebook {nb.name}: {r.error}")

@@ -95,3 +95,20 @@ def test_seeds_reach_the_notebooks_with_claims(tmp_path, monkeypatch):
     runbook.reproduce(profile="smoke", run_name="rb-seeds", notebooks_dir=tmp_path, echo=False, seed=4, n_seeds=5)
     assert "n_seeds" not in got["10_plain"] and "seeds" not in got["10_plain"]
     assert got["50_claims"]["n_seeds"] == 5 and got["70_transfer"]["seeds"] == [4, 5, 6, 7, 8]
+
+
+def test_a_partial_rerun_keeps_the_other_notebooks_rows(tmp_path, monkeypatch):
+    for n in ("10_a", "20_b"):
+        make_notebook(tmp_path / f"{n}.ipynb", ["pass"], params='run_name: str = "x"')
+    calls = []
+
+    def fake_run(nb, out, params, timeout, **kw):
+        calls.append(nb.stem)
+        return runbook.NotebookRun(notebook=nb.stem, output=str(out), status="ok", seconds=float(len(calls)))
+
+    monkeypatch.setattr(runbook, "run_notebook", fake_run)
+    monkeypatch.setattr(runbook, "_verdicts", lambda run: "")
+    runbook.reproduce(profile="smoke", run_name="rb-partial", notebooks_dir=tmp_path, echo=False)
+    runbook.reproduce(profile="smoke", run_name="rb-partial", notebooks_dir=tmp_path, echo=False, only="20")
+    book = json.loads((run_dir("rb-partial") / "runbook.json").read_text())
+    assert [(e["notebook"], e["seconds"]) for e in book] == [("10_a", 1.0), ("20_b", 3.0)]
