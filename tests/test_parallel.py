@@ -47,7 +47,7 @@ def test_missing_contenders_train_side_by_side_as_they_would_one_after_the_other
     cfg = load_profile("smoke", run_name="par-a")
     data = prepare_fer_data(cfg)
     monkeypatch.setenv(ENV_WORKERS, "2")
-    items = compare.contenders(cfg, "par-a", roles=["twin", "ran"])
+    items = compare.contenders(cfg, "par-a", roles=["twin", "ran"], seeds=[cfg.seed])
     compare.load_contenders(items[1:], data)
     assert [c.info["trained_here"] for c in items[1:]] == [True, True]
     assert [c.info.get("parallel") for c in items[1:]] == [2, 2]
@@ -56,7 +56,7 @@ def test_missing_contenders_train_side_by_side_as_they_would_one_after_the_other
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        seq = compare.contenders(load_profile("smoke", run_name="par-b"), "par-b", roles=["twin", "ran"])
+        seq = compare.contenders(load_profile("smoke", run_name="par-b"), "par-b", roles=["twin", "ran"], seeds=[0])
         compare.load_contenders(seq[1:], data)
     finally:
         torch.set_num_threads(threads)
