@@ -69,13 +69,7 @@ class Effect:
 
     def ci(self, level: float = 1 - ALPHA) -> tuple[float, float]:
         """The ``level`` confidence interval of delta (one-sided for a one-sided alternative; NaN without spread)."""
-        if not (self.se > 0 and math.isfinite(self.se) and math.isfinite(self.df)):
-            return float("nan"), float("nan")
-        if self.alternative == "two-sided":
-            h = float(_st.t.ppf(1 - (1 - level) / 2, self.df)) * self.se
-            return self.delta - h, self.delta + h
-        h = float(_st.t.ppf(level, self.df)) * self.se
-        return (self.delta - h, math.inf) if self.alternative == "greater" else (-math.inf, self.delta + h)
+        return interval(self.delta, self.se, self.df, level, self.alternative)
 
     def mde(self, alpha: float = ALPHA, power: float = 0.8) -> float:
         """The true difference this design detects with ``power`` at ``alpha``: ``(t_{1-a/2} + t_power) * se``."""
@@ -83,6 +77,18 @@ class Effect:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def interval(delta: float, se: float, df: float, level: float = 1 - ALPHA,
+             alternative: str = "two-sided") -> tuple[float, float]:  # fmt: skip
+    """The ``level`` t interval ``delta +- t_df * se`` (one-sided: one bound infinite); NaN without spread."""
+    if not (se > 0 and math.isfinite(se) and math.isfinite(df)):
+        return float("nan"), float("nan")
+    if alternative == "two-sided":
+        h = float(_st.t.ppf(1 - (1 - level) / 2, df)) * se
+        return delta - h, delta + h
+    h = float(_st.t.ppf(level, df)) * se
+    return (delta - h, math.inf) if alternative == "greater" else (-math.inf, delta + h)
 
 
 def _as_runs(x: np.ndarray | Sequence, name: str) -> np.ndarray:
@@ -384,6 +390,7 @@ __all__ = [
     "decide",
     "decision_level",
     "holm",
+    "interval",
     "items_for_mde",
     "majority_rate",
     "mcnemar_p",

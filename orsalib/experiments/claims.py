@@ -42,7 +42,7 @@ import pandas as pd
 from .. import stats
 from ..paper import TABLE2, TABLE3, TABLE4, TABLE6, TABLE7, TABLE8, paper_column, paper_drop, paper_pair
 from ..paths import run_dir
-from .per_image import read_per_image
+from .per_image import condition_ids, read_per_image
 from .power import power_statement, power_summary
 from .verdicts import (
     NOT_MEASURED,
@@ -107,14 +107,11 @@ def per_image_correct(sweep: Any) -> dict[tuple[str, str], pd.Series]:
     for (model, cname), pred in sweep.predictions.items():
         ids = np.asarray(pred.indices, dtype=np.int64)
         cond = own.get(model, conds).get(cname)
-        if cond is not None and "source_index" in cond.manifest.columns:
-            src = cond.manifest["source_index"]
-            missing = np.setdiff1d(ids, src.index.to_numpy())
-            if missing.size:
-                raise ValueError(f"{model} on {cname!r}: predictions for rows {missing[:8].tolist()} that the "
-                                 f"condition's manifest lacks ({missing.size} rows); cannot pair them with the clean "
-                                 "images")  # fmt: skip
-            ids = src.loc[ids].to_numpy(dtype=np.int64)
+        if cond is not None:
+            try:
+                ids = condition_ids(cond.manifest, ids)
+            except ValueError as e:
+                raise ValueError(f"{model} on {cname!r}: {e}") from None
         s = pd.Series(np.asarray(pred.correct, dtype=bool), index=ids, name=f"{model} | {cname}")
         out[(model, cname)] = s[~s.index.duplicated(keep="first")]
     return out

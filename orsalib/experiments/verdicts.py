@@ -124,17 +124,10 @@ def measured(
     return _decide(v, effect.p, "none (one claim)")
 
 
-def _ci(v: Verdict, level: float) -> tuple[float, float]:
-    e = stats.Effect(delta=v.delta, se=v.se, df=v.df, p=v.p, alternative=v.alternative, n_items=v.n, n_clusters=0,
-                     n_seeds_a=v.n_seeds, n_seeds_b=v.n_seeds, value_a=0.0, value_b=0.0, se_seeds=0.0, se_items=0.0,
-                     one_run=v.one_run, resampling="")  # fmt: skip
-    return e.ci(level)
-
-
 def _decide(v: Verdict, p_adj: float, method: str) -> Verdict:
     v.p_adjusted, v.adjust_method = float(p_adj), method
     v.ci_level = stats.decision_level(v.p, p_adj) if math.isfinite(p_adj) else 1 - ALPHA
-    v.ci_low, v.ci_high = _ci(v, v.ci_level)
+    v.ci_low, v.ci_high = stats.interval(v.delta, v.se, v.df, v.ci_level, v.alternative)
     if v.one_run or not math.isfinite(v.p):
         v.verdict = "not resolved"
     else:
