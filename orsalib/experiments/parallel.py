@@ -174,7 +174,7 @@ def say_warnings_once(raised: Mapping[str, Sequence[str]], say: Callable[[str], 
         for text in texts:
             by_text.setdefault(text, []).append(label)
     for text, labels in by_text.items():
-        who = labels[0] if len(labels) == 1 else f"{len(labels)} runs: {', '.join(labels)}"
+        who = labels[0] if len(labels) == 1 else f"{len(labels)} runs: {', '.join(sorted(labels))}"
         say(f"warning ({who}): {' '.join(text.split())}")
 
 
